@@ -1,0 +1,25 @@
+// Package bridge relays bytes between WebSocket clients and TCP or
+// Unix-socket targets, speaking websockify's wire protocol.
+//
+// One session, start to end (see Server.ServeHTTP):
+//
+//  1. A request without "Upgrade: websocket" goes to Options.Files (a
+//     StaticFiles web root) or gets 426.
+//  2. The handshake is checked (method, version, key), the subprotocol
+//     negotiated (none, "binary" or "base64"; anything else is a 400), and
+//     the Origin checked; every refusal is an HTTP status with a short
+//     reason, logged once.
+//  3. The targets.Resolver picks the target from the path and the "token"
+//     query parameter; an unknown one is a 404.
+//  4. The target is dialled before the 101, so a dead target is a 502 (or
+//     a 404 when a token chose it, so tokens cannot be probed).
+//  5. websocket.Accept answers 101; two pumps relay bytes, one per
+//     direction, with pooled buffers and no allocation per message; the
+//     owner goroutine sends pings and watches the idle and lifetime limits.
+//  6. The first side to end decides the close code (see the table in the
+//     README), and finish closes both sides without losing a byte.
+//  7. One log line records the session.
+//
+// Server.Shutdown stops accepting, lets sessions drain, then closes the rest
+// with 1001.
+package bridge

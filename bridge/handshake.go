@@ -1,0 +1,199 @@
+package bridge
+
+import (
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+)
+
+// refusal is an answer given before the upgrade: an HTTP status and a short
+// plain-text reason. The reason is shown to the client and logged, so it
+// never carries internal error text or a token.
+type refusal struct {
+	status int
+	reason string
+}
+
+func (r *refusal) Error() string { return r.reason }
+
+func refuse(status int, reason string) *refusal { return &refusal{status, reason} }
+
+// isUpgrade reports whether r asks for a WebSocket. Such a request gets a
+// WebSocket answer (101 or a 4xx saying what is wrong) and never a static file.
+func isUpgrade(r *http.Request) bool {
+	return headerHasToken(r.Header, "Upgrade", "websocket")
+}
+
+// checkUpgrade validates the handshake the way websocket.Accept will, so that
+// a request Accept would refuse is refused before any target is dialled.
+func checkUpgrade(r *http.Request) *refusal {
+	if !r.ProtoAtLeast(1, 1) {
+		return refuse(http.StatusBadRequest, "WebSocket needs HTTP/1.1")
+	}
+	if r.Method != http.MethodGet {
+		return refuse(http.StatusMethodNotAllowed, "WebSocket handshake must be a GET")
+	}
+	if !headerHasToken(r.Header, "Connection", "upgrade") {
+		return refuse(http.StatusBadRequest, "Connection header must contain Upgrade")
+	}
+	if r.Header.Get("Sec-WebSocket-Version") != "13" {
+		return refuse(http.StatusBadRequest, "unsupported Sec-WebSocket-Version (13 is supported)")
+	}
+	keys := r.Header.Values("Sec-WebSocket-Key")
+	if len(keys) != 1 {
+		return refuse(http.StatusBadRequest, "want exactly one Sec-WebSocket-Key")
+	}
+	if k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(keys[0])); err != nil || len(k) != 16 {
+		return refuse(http.StatusBadRequest, "invalid Sec-WebSocket-Key")
+	}
+	return nil
+}
+
+// headerHasToken reports whether any comma-separated element of the header
+// equals token, ignoring case and surrounding spaces.
+func headerHasToken(h http.Header, key, token string) bool {
+	for _, v := range h.Values(key) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Mode is how a session frames the bytes it relays.
+type Mode uint8
+
+const (
+	// Binary relays bytes in binary messages (subprotocol "binary" or none).
+	Binary Mode = iota
+	// Base64 relays bytes as base64 text messages (subprotocol "base64"),
+	// as websockify 0.8 and older did.
+	Base64
+)
+
+// String returns the subprotocol name as it is logged.
+func (m Mode) String() string {
+	if m == Base64 {
+		return "base64"
+	}
+	return "binary"
+}
+
+// Supported subprotocol names, in order of preference.
+const (
+	protoBinary = "binary"
+	protoBase64 = "base64"
+)
+
+// errSubprotocol is returned by NegotiateSubprotocol when the client offered
+// only names wsbridge does not speak.
+var errSubprotocol = errors.New(`unsupported subprotocol: wsbridge speaks "binary" and "base64" (or none)`)
+
+// NegotiateSubprotocol picks the subprotocol to answer from the values of the
+// client's Sec-WebSocket-Protocol headers. Names are compared exactly after
+// trimming spaces (RFC 6455 names are case-sensitive). With nothing offered it
+// answers no subprotocol and relays binary frames, as noVNC 1.x expects;
+// "binary" wins over "base64" wherever it stands in the list.
+func NegotiateSubprotocol(offered []string) (name string, m Mode, err error) {
+	any, b64 := false, false
+	for _, v := range offered {
+		for t := range strings.SplitSeq(v, ",") {
+			switch strings.TrimSpace(t) {
+			case "":
+			case protoBinary:
+				return protoBinary, Binary, nil
+			case protoBase64:
+				b64 = true
+				any = true
+			default:
+				any = true
+			}
+		}
+	}
+	switch {
+	case b64:
+		return protoBase64, Base64, nil
+	case any:
+		return "", Binary, errSubprotocol
+	}
+	return "", Binary, nil
+}
+
+// checkOrigin applies the same rule as websocket.Accept (an Origin whose host
+// equals the Host header, or one matching a pattern) and adds one of its own:
+// the opaque origin "null" passes only when a pattern is exactly "null".
+// Patterns compare host:port, or scheme://host:port when they contain "://".
+// A request without Origin comes from a program, not a browser, and passes.
+func checkOrigin(r *http.Request, patterns []string) *refusal {
+	vals := r.Header.Values("Origin")
+	switch len(vals) {
+	case 0:
+		return nil
+	case 1:
+	default:
+		return refuse(http.StatusForbidden, "more than one Origin header")
+	}
+	origin := vals[0]
+	if origin == "null" {
+		for _, p := range patterns {
+			if p == "null" {
+				return nil
+			}
+		}
+		return refuse(http.StatusForbidden, "origin null is not allowed")
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return refuse(http.StatusForbidden, "malformed Origin header")
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return nil
+	}
+	for _, p := range patterns {
+		s := u.Host
+		if strings.Contains(p, "://") {
+			s = u.Scheme + "://" + u.Host
+		}
+		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(s)); ok {
+			return nil
+		}
+	}
+	return refuse(http.StatusForbidden, "origin not allowed")
+}
+
+// ValidOriginPattern reports whether p can be used as an origin pattern.
+func ValidOriginPattern(p string) error {
+	if p == "" {
+		return errors.New("empty origin pattern")
+	}
+	if _, err := path.Match(p, ""); err != nil {
+		return err
+	}
+	return nil
+}
+
+// tokenFromQuery returns the value of the "token" query parameter, trailing
+// newlines removed as websockify does. More than one token parameter is
+// refused rather than guessed at.
+func tokenFromQuery(u *url.URL) (string, *refusal) {
+	if u.RawQuery == "" {
+		return "", nil
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return "", refuse(http.StatusBadRequest, "malformed query")
+	}
+	v := q["token"]
+	switch len(v) {
+	case 0:
+		return "", nil
+	case 1:
+		return strings.TrimRight(v[0], "\n"), nil
+	}
+	return "", refuse(http.StatusBadRequest, "more than one token parameter")
+}

@@ -1,0 +1,194 @@
+package bridge_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"go.uber.org/goleak"
+
+	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/targets"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// tbWriter sends log lines to the test log.
+type tbWriter struct {
+	mu sync.Mutex
+	t  testing.TB
+	lg strings.Builder
+	on bool
+}
+
+func (w *tbWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.lg.Write(p)
+	if w.on {
+		w.t.Logf("%s", strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+// logs returns everything logged so far.
+func (w *tbWriter) logs() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lg.String()
+}
+
+// target listens on a loopback port and runs handle for every connection.
+// The listener and every connection it accepted are closed at cleanup.
+func target(t testing.TB, handle func(c net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Go(func() {
+				defer c.Close()
+				handle(c)
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+func echo(c net.Conn) { io.Copy(c, c) }
+
+// testBridge is a bridge.Server on a real loopback listener.
+type testBridge struct {
+	srv *bridge.Server
+	url string // ws://127.0.0.1:port
+	log *tbWriter
+}
+
+// startBridge serves a bridge for the given routes until cleanup.
+func startBridge(t testing.TB, routes []targets.Route, tokens targets.Resolver, opts *bridge.Options) *testBridge {
+	t.Helper()
+	r, err := targets.NewRouter(routes, tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startBridgeResolver(t, r, opts)
+}
+
+func startBridgeResolver(t testing.TB, r targets.Resolver, opts *bridge.Options) *testBridge {
+	t.Helper()
+	if opts == nil {
+		opts = &bridge.Options{}
+	}
+	w := &tbWriter{t: t, on: testing.Verbose()}
+	o := *opts
+	o.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv := bridge.New(r, &o)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+		// Stop logging to a finished test.
+		w.mu.Lock()
+		w.on = false
+		w.mu.Unlock()
+	})
+	return &testBridge{srv: srv, url: "ws://" + ln.Addr().String(), log: w}
+}
+
+// static is a fallback route to addr.
+func static(addr string) []targets.Route {
+	return []targets.Route{{Target: targets.Target{Name: "t", Network: "tcp", Address: addr}}}
+}
+
+// dial opens a WebSocket to the bridge and closes it at cleanup.
+func dial(t testing.TB, url string, protocols ...string) *websocket.Conn {
+	t.Helper()
+	c, resp, err := websocket.Dial(context.Background(), url, &websocket.DialOptions{Subprotocols: protocols})
+	if err != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		t.Fatalf("dial %s: %v (status %d)", url, err, status)
+	}
+	c.SetReadLimit(-1)
+	t.Cleanup(func() { c.CloseNow() })
+	return c
+}
+
+// readUntilClose reads messages until the connection closes and returns the
+// bytes of all data messages and the close error.
+func readUntilClose(c *websocket.Conn) ([]byte, error) {
+	var all []byte
+	for {
+		_, b, err := c.Read(context.Background())
+		if err != nil {
+			return all, err
+		}
+		all = append(all, b...)
+	}
+}
+
+// wantClose checks that err is a close frame with the given code and reason.
+func wantClose(t testing.TB, err error, code websocket.StatusCode, reason string) {
+	t.Helper()
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) {
+		t.Fatalf("got error %v, want close %d %q", err, code, reason)
+	}
+	if ce.Code != code || (reason != "" && ce.Reason != reason) {
+		t.Fatalf("got close %d %q, want %d %q", ce.Code, ce.Reason, code, reason)
+	}
+}
+
+// waitIdle waits until the bridge has no live session.
+func waitIdle(t testing.TB, b *testBridge) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for b.srv.Active() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions still live", b.srv.Active())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

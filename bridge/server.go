@@ -1,0 +1,443 @@
+package bridge
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/wsbridge/wsbridge/targets"
+)
+
+// Options tune a Server. The zero value of every field means its default.
+type Options struct {
+	// Logger receives one line per finished session and one per refused
+	// handshake. Default: slog.Default().
+	Logger *slog.Logger
+
+	// HeaderTimeout is how long Serve waits for a request's headers.
+	// Default 10s.
+	HeaderTimeout time.Duration
+	// MaxHeaderBytes caps the size of a request's headers in Serve.
+	// Default 16 KiB.
+	MaxHeaderBytes int
+
+	// DialTimeout bounds connecting to a target. Default 10s.
+	DialTimeout time.Duration
+	// WriteTimeout bounds every write to the target and, under Serve, to the
+	// client. Default 30s; negative disables it.
+	WriteTimeout time.Duration
+	// PingInterval is the time between WebSocket pings. Default 25s;
+	// negative disables pings.
+	PingInterval time.Duration
+	// PongTimeout is how long a ping may wait for its pong before the
+	// session closes with 1001. Time the client reader spent blocked on a
+	// slow target does not count. Default 15s.
+	PongTimeout time.Duration
+	// IdleTimeout closes a session with 1008 after this long without a byte
+	// in either direction. Zero disables it.
+	IdleTimeout time.Duration
+	// MaxLifetime closes a session with 1008 after this long. Zero disables
+	// it.
+	MaxLifetime time.Duration
+	// Linger bounds the end of a session: how long the other direction may
+	// still deliver bytes and the close handshake may take once one side
+	// has ended. Default 5s.
+	Linger time.Duration
+
+	// MessageLimit is the largest message a client may send, in bytes of
+	// payload (for base64 sessions, of decoded payload); a larger one closes
+	// the session with 1009, after the bytes read up to the limit were
+	// relayed. Default 64 KiB, the size browsers and websockify send (the
+	// library's own default is 32 KiB).
+	MessageLimit int64
+	// ReadSize is the largest read from a target, in bytes; each read is
+	// sent to the client as one message. Default 64 KiB.
+	ReadSize int
+
+	// StrictText closes a binary session with 1003 when the client sends a
+	// text message, as websockify 0.9 and later do. By default the text
+	// message's bytes are relayed.
+	StrictText bool
+	// DialAfterUpgrade answers 101 before dialling the target and closes
+	// with 1011 if the dial fails, which is websockify's order. By default
+	// the target is dialled first, so a dead target is an HTTP 502 that the
+	// operator and the client can see.
+	DialAfterUpgrade bool
+
+	// OriginPatterns are the browser origins allowed besides the one whose
+	// host equals the Host header: "host:port" or "scheme://host:port"
+	// patterns as in path.Match, or "null" for the opaque origin.
+	OriginPatterns []string
+
+	// Files answers requests that are not WebSocket upgrades, for example
+	// a StaticFiles web root. Nil answers them with 426 Upgrade Required.
+	Files http.Handler
+}
+
+const (
+	defaultHeaderTimeout = 10 * time.Second
+	defaultMaxHeader     = 16 << 10
+	defaultDialTimeout   = 10 * time.Second
+	defaultWriteTimeout  = 30 * time.Second
+	defaultPingInterval  = 25 * time.Second
+	defaultPongTimeout   = 15 * time.Second
+	defaultLinger        = 5 * time.Second
+	defaultMessageLimit  = 64 << 10
+	defaultReadSize      = 64 << 10
+	minReadSize          = 512
+)
+
+func (o *Options) withDefaults() Options {
+	var c Options
+	if o != nil {
+		c = *o
+	}
+	c.OriginPatterns = append([]string(nil), c.OriginPatterns...)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	setDefault(&c.HeaderTimeout, defaultHeaderTimeout)
+	setDefault(&c.MaxHeaderBytes, defaultMaxHeader)
+	setDefault(&c.DialTimeout, defaultDialTimeout)
+	setDefault(&c.WriteTimeout, defaultWriteTimeout)
+	setDefault(&c.PingInterval, defaultPingInterval)
+	setDefault(&c.PongTimeout, defaultPongTimeout)
+	setDefault(&c.Linger, defaultLinger)
+	setDefault(&c.MessageLimit, defaultMessageLimit)
+	setDefault(&c.ReadSize, defaultReadSize)
+	c.ReadSize = max(c.ReadSize, minReadSize)
+	return c
+}
+
+func setDefault[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
+	}
+}
+
+// Server bridges WebSocket clients to the targets its Resolver picks. Its
+// methods may be called from several goroutines.
+type Server struct {
+	resolver targets.Resolver
+	opts     Options
+	log      *slog.Logger
+	bufs     sync.Pool // *[]byte of opts.ReadSize
+
+	mu       sync.Mutex
+	draining bool
+	sessions map[*session]struct{}
+	wg       sync.WaitGroup // one per tracked session
+	servers  []*http.Server
+
+	total atomic.Uint64
+}
+
+// New returns a Server that dials what r resolves. opts may be nil.
+func New(r targets.Resolver, opts *Options) *Server {
+	s := &Server{
+		resolver: r,
+		opts:     opts.withDefaults(),
+		sessions: make(map[*session]struct{}),
+	}
+	s.log = s.opts.Logger
+	size := s.opts.ReadSize
+	s.bufs.New = func() any {
+		b := make([]byte, size)
+		return &b
+	}
+	return s
+}
+
+// Active returns the number of sessions past the upgrade.
+func (s *Server) Active() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+// Total returns the number of sessions that have been upgraded since the
+// Server was made.
+func (s *Server) Total() uint64 { return s.total.Load() }
+
+type connKey struct{}
+
+// Serve accepts connections on ln until Shutdown, with the header deadline
+// and size cap of the Options, and with write deadlines toward clients. It
+// returns http.ErrServerClosed after Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: s.opts.HeaderTimeout,
+		// net/http allows 4 KiB more than MaxHeaderBytes.
+		MaxHeaderBytes: max(s.opts.MaxHeaderBytes-4096, 1024),
+		IdleTimeout:    2 * s.opts.HeaderTimeout,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
+	}
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		ln.Close()
+		return http.ErrServerClosed
+	}
+	s.servers = append(s.servers, hs)
+	s.mu.Unlock()
+	return hs.Serve(ln)
+}
+
+// ServeHTTP answers one request: a WebSocket upgrade becomes a session that
+// lasts until either side ends it; anything else goes to Options.Files.
+// Mounted in another http.Server, the Server cannot set write deadlines on
+// client connections, and a client that stops reading is found by the
+// ping deadline instead.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !isUpgrade(r) {
+		if s.opts.Files != nil {
+			s.opts.Files.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Upgrade", "websocket")
+		http.Error(w, "this is a WebSocket endpoint", http.StatusUpgradeRequired)
+		return
+	}
+	start := time.Now()
+	log := s.log.With("remote", r.RemoteAddr, "path", r.URL.Path)
+	sess, rf := s.open(w, r, log)
+	if rf != nil {
+		log.Warn("refused", "status", rf.status, "reason", rf.reason)
+		http.Error(w, rf.reason, rf.status)
+		return
+	}
+	if sess == nil {
+		return // Accept failed after the dial, and has answered and logged
+	}
+	sess.start = start
+	end := sess.run()
+	s.untrack(sess)
+	sess.log.Info("session",
+		"bytes_in", sess.bytesIn.Load(),
+		"bytes_out", sess.bytesOut.Load(),
+		"duration", time.Since(start).Round(time.Millisecond),
+		"close_code", int(end.code),
+		"close_reason", end.reason,
+		"ended_by", end.by)
+}
+
+// open runs every check, resolves and dials the target, and upgrades. It
+// returns a refusal for the caller to answer, or a session, or neither when
+// Accept answered the client itself.
+func (s *Server) open(w http.ResponseWriter, r *http.Request, log *slog.Logger) (*session, *refusal) {
+	if s.isDraining() {
+		return nil, refuse(http.StatusServiceUnavailable, "server is shutting down")
+	}
+	if rf := checkUpgrade(r); rf != nil {
+		return nil, rf
+	}
+	proto, mode, err := NegotiateSubprotocol(r.Header.Values("Sec-WebSocket-Protocol"))
+	if err != nil {
+		return nil, refuse(http.StatusBadRequest, err.Error())
+	}
+	if rf := checkOrigin(r, s.opts.OriginPatterns); rf != nil {
+		log.Warn("origin refused", "origin", r.Header.Get("Origin"), "host", r.Host)
+		return nil, rf
+	}
+	token, rf := tokenFromQuery(r.URL)
+	if rf != nil {
+		return nil, rf
+	}
+	req := targets.Request{Path: r.URL.Path, Token: token, Host: r.Host}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		req.Remote = ap
+	}
+	if token != "" {
+		log = log.With("token_hash", TokenHash(token))
+	}
+	t, err := s.resolver.Resolve(r.Context(), req)
+	if err != nil {
+		log.Warn("no target", "err", err)
+		if errors.Is(err, targets.ErrNotFound) {
+			return nil, refuse(http.StatusNotFound, "not found")
+		}
+		return nil, refuse(http.StatusBadGateway, "target lookup failed")
+	}
+	log = log.With("target", targetLabel(t), "subprotocol", proto)
+
+	var tc net.Conn
+	if !s.opts.DialAfterUpgrade {
+		if tc, err = s.dial(r.Context(), t); err != nil {
+			log.Warn("target unreachable", "err", err)
+			// With a token, a dead target answers like an unknown token,
+			// so that tokens cannot be probed.
+			if token != "" {
+				return nil, refuse(http.StatusNotFound, "not found")
+			}
+			return nil, refuse(http.StatusBadGateway, "target unreachable")
+		}
+	}
+
+	sess := &session{srv: s, mode: mode, tc: tc, log: log, stop: make(chan struct{})}
+	if !s.track(sess) {
+		closeConn(tc)
+		return nil, refuse(http.StatusServiceUnavailable, "server is shutting down")
+	}
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		Subprotocols: offer(proto),
+		// checkOrigin already applied the library's rule; only "null",
+		// which the library cannot be told to allow, needs the skip.
+		InsecureSkipVerify: r.Header.Get("Origin") == "null",
+		OriginPatterns:     s.opts.OriginPatterns,
+		CompressionMode:    websocket.CompressionDisabled,
+	})
+	if err != nil {
+		s.untrack(sess)
+		closeConn(tc)
+		log.Warn("upgrade failed", "err", err)
+		return nil, nil
+	}
+	limit := s.opts.MessageLimit
+	if mode == Base64 {
+		// The limit counts the bytes a message carries, whatever the
+		// framing: base64 takes four characters for every three.
+		limit = (limit + 2) / 3 * 4
+	}
+	ws.SetReadLimit(limit)
+	sess.ws = ws
+	sess.cc, _ = r.Context().Value(connKey{}).(net.Conn)
+	s.total.Add(1)
+
+	if tc == nil {
+		// websockify's order: the client has its 101 already, so a failed
+		// dial can only be told with a close code.
+		if sess.tc, err = s.dial(context.Background(), t); err != nil {
+			log.Warn("target unreachable", "err", err)
+			sess.failed = &ending{code: websocket.StatusInternalError, reason: "Failed to connect to downstream server", by: "target"}
+		}
+	}
+	return sess, nil
+}
+
+func (s *Server) dial(ctx context.Context, t targets.Target) (net.Conn, error) {
+	d := net.Dialer{Timeout: s.opts.DialTimeout}
+	return d.DialContext(ctx, t.Network, t.Address)
+}
+
+func offer(proto string) []string {
+	if proto == "" {
+		return nil
+	}
+	return []string{proto}
+}
+
+func (s *Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
+}
+
+// track registers a session unless the server is draining.
+func (s *Server) track(sess *session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return false
+	}
+	s.sessions[sess] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) untrack(sess *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.sessions[sess]; ok {
+		delete(s.sessions, sess)
+		s.wg.Done()
+	}
+}
+
+// Shutdown stops accepting, lets live sessions run until ctx is done, then
+// closes the rest with 1001 "Server shutting down", giving each the Linger
+// to finish its close handshake before its connections are cut. It returns
+// once every session has ended.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	servers := s.servers
+	s.mu.Unlock()
+
+	var hwg sync.WaitGroup
+	for _, hs := range servers {
+		hwg.Go(func() {
+			if hs.Shutdown(ctx) != nil {
+				hs.Close()
+			}
+		})
+	}
+	defer hwg.Wait()
+
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+
+	s.mu.Lock()
+	live := make([]*session, 0, len(s.sessions))
+	for sess := range s.sessions {
+		live = append(live, sess)
+	}
+	s.mu.Unlock()
+	s.log.Info("drain timeout: closing sessions", "sessions", len(live), "close_code", int(websocket.StatusGoingAway))
+	for _, sess := range live {
+		sess.shutdown()
+	}
+	t := time.NewTimer(s.opts.Linger + time.Second)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		for _, sess := range live {
+			sess.kill()
+		}
+		<-done
+	}
+	return nil
+}
+
+// TokenHash returns the short hash by which logs name a token: the first
+// 12 hex digits of its SHA-256.
+func TokenHash(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:6])
+}
+
+func targetLabel(t targets.Target) string {
+	if t.Name != "" {
+		return t.Name + "=" + t.String()
+	}
+	return t.String()
+}
+
+func closeConn(c net.Conn) {
+	if c != nil {
+		c.Close()
+	}
+}

@@ -1,0 +1,426 @@
+package bridge
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Close reasons sent to clients.
+const (
+	reasonTargetClosed = "Target closed"
+	reasonTargetError  = "Target error"
+	reasonShutdown     = "Server shutting down"
+	reasonPong         = "Pong timeout"
+	reasonIdle         = "Idle timeout"
+	reasonLifetime     = "Session lifetime exceeded"
+	reasonText         = "Text frames are not supported"
+	reasonBase64       = "Invalid base64"
+)
+
+var (
+	errTextFrame = errors.New("text message on a binary session")
+	errNoWS      = errors.New("client connection closed")
+)
+
+// targetError marks a failed write to the target, so that the ending is
+// blamed on the target and not on the client whose bytes were being written.
+type targetError struct{ err error }
+
+func (e *targetError) Error() string { return "write to target: " + e.err.Error() }
+func (e *targetError) Unwrap() error { return e.err }
+
+// ending is how a session ended: the close code sent to the client (or
+// received from it), its reason, and which side ended it.
+type ending struct {
+	code   websocket.StatusCode
+	reason string
+	by     string // "client", "target" or "server"
+	// send is set when wsbridge still has to send the close frame; it is
+	// clear when the client closed first or the library already answered.
+	send bool
+}
+
+// session is one bridged client. Its owner goroutine (ServeHTTP's) runs two
+// pumps, waits for the first event that ends the session, then closes both
+// sides in an order that loses no byte:
+//
+//  1. the client gets its close frame (after every byte the target sent,
+//     when the target ended it);
+//  2. the client's last messages reach the target, for up to Linger;
+//  3. the target gets a FIN after them, and what it still sends is drained
+//     until its own FIN or the end of the Linger, so the socket closes
+//     without a reset that would discard bytes still in the kernel buffer.
+type session struct {
+	srv  *Server
+	ws   *websocket.Conn
+	cc   net.Conn // the client's connection for write deadlines, or nil
+	tc   net.Conn
+	mode Mode
+	log  *slog.Logger
+
+	start  time.Time
+	failed *ending // set when the session ends before it starts
+
+	bytesIn    atomic.Int64 // client to target
+	bytesOut   atomic.Int64 // target to client
+	lastActive atomic.Int64 // unix nanoseconds of the last byte relayed
+	targetWait atomic.Int64 // total nanoseconds the client reader spent blocked on target writes
+	waitStart  atomic.Int64 // unix nanoseconds when the current target write began, or 0
+
+	wsFailed chan error // the target-to-client pump could not write to the client
+
+	stop     chan struct{} // closed by Server.Shutdown
+	stopOnce sync.Once
+}
+
+func (s *session) shutdown() { s.stopOnce.Do(func() { close(s.stop) }) }
+
+// kill cuts both connections at once. It is the last resort of Shutdown for
+// a session that did not end within its Linger.
+func (s *session) kill() {
+	s.ws.CloseNow()
+	closeConn(s.tc)
+}
+
+// run relays until one side ends, then closes both. It returns the ending.
+func (s *session) run() ending {
+	if s.failed != nil {
+		s.ws.Close(s.failed.code, s.failed.reason)
+		return *s.failed
+	}
+	opts := &s.srv.opts
+	s.lastActive.Store(time.Now().UnixNano())
+	s.wsFailed = make(chan error, 1)
+	up := make(chan error, 1)
+	down := make(chan error, 1)
+	go func() { up <- s.clientToTarget() }()
+	go func() { down <- s.targetToClient() }()
+
+	var pingC, idleC, lifeC <-chan time.Time
+	if opts.PingInterval > 0 {
+		t := time.NewTimer(opts.PingInterval)
+		defer t.Stop()
+		pingC = t.C
+	}
+	pinger := &pinger{s: s}
+	var idle *time.Timer
+	if opts.IdleTimeout > 0 {
+		idle = time.NewTimer(opts.IdleTimeout)
+		defer idle.Stop()
+		idleC = idle.C
+	}
+	if opts.MaxLifetime > 0 {
+		t := time.NewTimer(opts.MaxLifetime)
+		defer t.Stop()
+		lifeC = t.C
+	}
+
+	var end ending
+	upDone, downDone := false, false
+	for end.code == 0 {
+		select {
+		case err := <-up:
+			upDone = true
+			end = clientEnding(err)
+		case err := <-down:
+			downDone = true
+			end = targetEnding(err)
+		case <-s.wsFailed:
+			end = ending{code: websocket.StatusAbnormalClosure, by: "client"}
+		case <-s.stop:
+			end = ending{code: websocket.StatusGoingAway, reason: reasonShutdown, by: "server", send: true}
+		case <-pingC:
+			pinger.start(opts.PongTimeout)
+		case err := <-pinger.done:
+			pinger.running = false
+			switch {
+			case !errors.Is(err, context.DeadlineExceeded):
+				// A pong, or a connection that closed: the pumps report that.
+			case pinger.excused():
+				s.log.Debug("pong late while the target was slow; not held against the client")
+			default:
+				end = ending{code: websocket.StatusGoingAway, reason: reasonPong, by: "client", send: true}
+			}
+			if end.code == 0 {
+				pingC = time.After(opts.PingInterval)
+			}
+		case <-idleC:
+			if left := opts.IdleTimeout - time.Duration(time.Now().UnixNano()-s.lastActive.Load()); left > 0 {
+				idle.Reset(left)
+				continue
+			}
+			end = ending{code: websocket.StatusPolicyViolation, reason: reasonIdle, by: "server", send: true}
+		case <-lifeC:
+			end = ending{code: websocket.StatusPolicyViolation, reason: reasonLifetime, by: "server", send: true}
+		}
+	}
+	s.finish(end, upDone, downDone, up, down)
+	pinger.wait()
+	return end
+}
+
+// finish closes both sides in the order the session doc describes.
+func (s *session) finish(end ending, upDone, downDone bool, up, down <-chan error) {
+	deadline := time.Now().Add(s.srv.opts.Linger)
+	closed := make(chan struct{})
+	if end.send {
+		go func() {
+			defer close(closed)
+			s.ws.Close(end.code, end.reason)
+		}()
+	} else {
+		// The client closed first (the library echoed its close frame), or
+		// the library has sent its own, or the client is gone.
+		close(closed)
+	}
+
+	if !upDone {
+		if end.send {
+			t := time.NewTimer(time.Until(deadline))
+			select {
+			case <-up:
+			case <-t.C:
+				s.ws.CloseNow()
+				<-up
+			}
+			t.Stop()
+		} else {
+			s.ws.CloseNow()
+			<-up
+		}
+	}
+
+	if cw, ok := s.tc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	if !downDone {
+		s.tc.SetReadDeadline(deadline)
+		<-down
+	}
+	s.tc.Close()
+	s.ws.CloseNow()
+	<-closed
+}
+
+// clientEnding maps the error that ended the client-to-target pump.
+func clientEnding(err error) ending {
+	var ce websocket.CloseError
+	var te *targetError
+	switch {
+	case errors.As(err, &ce):
+		return ending{code: ce.Code, reason: ce.Reason, by: "client"}
+	case errors.As(err, &te):
+		return ending{code: websocket.StatusInternalError, reason: reasonTargetError, by: "target", send: true}
+	case errors.Is(err, errTextFrame):
+		return ending{code: websocket.StatusUnsupportedData, reason: reasonText, by: "client", send: true}
+	case errors.Is(err, errBase64):
+		return ending{code: websocket.StatusInvalidFramePayloadData, reason: reasonBase64, by: "client", send: true}
+	case errors.Is(err, websocket.ErrMessageTooBig):
+		return ending{code: websocket.StatusMessageTooBig, reason: "Message too big", by: "client"}
+	case isNetError(err):
+		return ending{code: websocket.StatusAbnormalClosure, by: "client"}
+	}
+	// What remains are the library's protocol errors; it has sent 1002.
+	return ending{code: websocket.StatusProtocolError, reason: "Protocol error", by: "client"}
+}
+
+// targetEnding maps the error that ended the target-to-client pump.
+func targetEnding(err error) ending {
+	if err == nil {
+		return ending{code: websocket.StatusNormalClosure, reason: reasonTargetClosed, by: "target", send: true}
+	}
+	return ending{code: websocket.StatusInternalError, reason: reasonTargetError, by: "target", send: true}
+}
+
+func isNetError(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed)
+}
+
+// clientToTarget relays client messages to the target until the client's
+// side ends. A buffer is taken from the pool only while a message is being
+// copied, so an idle session holds none on this side.
+func (s *session) clientToTarget() error {
+	ctx := context.Background()
+	strict := s.srv.opts.StrictText && s.mode == Binary
+	var dec b64Decoder
+	for {
+		typ, r, err := s.ws.Reader(ctx)
+		if err != nil {
+			return err
+		}
+		if strict && typ == websocket.MessageText {
+			return errTextFrame
+		}
+		bp := s.srv.bufs.Get().(*[]byte)
+		if s.mode == Base64 {
+			err = s.copyBase64(r, *bp, &dec)
+		} else {
+			err = s.copyBinary(r, *bp)
+		}
+		s.srv.bufs.Put(bp)
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (s *session) copyBinary(r io.Reader, buf []byte) error {
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if werr := s.writeTarget(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// copyBase64 decodes one message as it streams in: the first half of buf
+// takes base64, the second half the bytes it decodes to.
+func (s *session) copyBase64(r io.Reader, buf []byte, dec *b64Decoder) error {
+	dec.reset()
+	half := len(buf) / 2
+	src, dst := buf[:half], buf[half:]
+	src = src[:min(len(src), (len(dst)-3)/3*4)]
+	for {
+		n, err := r.Read(src)
+		if n > 0 {
+			m, derr := dec.decode(dst, src[:n])
+			if derr != nil {
+				return derr
+			}
+			if m > 0 {
+				if werr := s.writeTarget(dst[:m]); werr != nil {
+					return werr
+				}
+			}
+		}
+		if err == io.EOF {
+			return dec.finish()
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// writeTarget writes p to the target under the write deadline and counts
+// the time it blocks, which the ping deadline forgives.
+func (s *session) writeTarget(p []byte) error {
+	now := time.Now()
+	if wt := s.srv.opts.WriteTimeout; wt > 0 {
+		s.tc.SetWriteDeadline(now.Add(wt))
+	}
+	s.waitStart.Store(now.UnixNano())
+	n, err := s.tc.Write(p)
+	end := time.Now().UnixNano()
+	s.waitStart.Store(0)
+	s.targetWait.Add(end - now.UnixNano())
+	s.lastActive.Store(end)
+	s.bytesIn.Add(int64(n))
+	if err != nil {
+		return &targetError{err}
+	}
+	return nil
+}
+
+// targetToClient relays target reads to the client until the target's side
+// ends. Once a write to the client fails it keeps reading and discards, so
+// the target socket can close cleanly; finish bounds that with a deadline.
+// It returns nil when the target sent its FIN.
+func (s *session) targetToClient() error {
+	ctx := context.Background()
+	bp := s.srv.bufs.Get().(*[]byte)
+	defer s.srv.bufs.Put(bp)
+	buf := *bp
+	src, enc := buf, []byte(nil)
+	typ := websocket.MessageBinary
+	if s.mode == Base64 {
+		typ = websocket.MessageText
+		raw := len(buf) * 3 / 7 / 3 * 3
+		src, enc = buf[:raw], buf[raw:]
+	}
+	wt := s.srv.opts.WriteTimeout
+	failed := false
+	for {
+		n, err := s.tc.Read(src)
+		if n > 0 && !failed {
+			now := time.Now()
+			s.lastActive.Store(now.UnixNano())
+			p := src[:n]
+			if enc != nil {
+				base64.StdEncoding.Encode(enc, p)
+				p = enc[:base64.StdEncoding.EncodedLen(n)]
+			}
+			if s.cc != nil && wt > 0 {
+				s.cc.SetWriteDeadline(now.Add(wt))
+			}
+			if werr := s.ws.Write(ctx, typ, p); werr != nil {
+				failed = true
+				s.wsFailed <- werr
+			} else {
+				s.bytesOut.Add(int64(n))
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// pinger runs at most one ping at a time beside the session's owner.
+type pinger struct {
+	s       *session
+	done    chan error
+	running bool
+	waited  int64 // s.targetWait when the ping started
+}
+
+func (p *pinger) start(timeout time.Duration) {
+	if p.running {
+		return
+	}
+	if p.done == nil {
+		p.done = make(chan error, 1)
+	}
+	p.running = true
+	p.waited = p.s.targetWait.Load()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		p.done <- p.s.ws.Ping(ctx)
+	}()
+}
+
+// excused reports whether the client reader was held up by the target
+// during the last ping, in which case a late pong proves nothing: pongs are
+// only read while the client reader runs.
+func (p *pinger) excused() bool {
+	return p.s.waitStart.Load() != 0 || p.s.targetWait.Load() != p.waited
+}
+
+func (p *pinger) wait() {
+	if p.running {
+		<-p.done
+	}
+}
