@@ -2,6 +2,7 @@ package targets
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -87,4 +88,22 @@ func (r *Router) Resolve(ctx context.Context, req Request) (Target, error) {
 		return *r.fallback, nil
 	}
 	return Target{}, fmt.Errorf("no route for path %q: %w", p, ErrNotFound)
+}
+
+// Chain asks each resolver in turn and returns the first target found. An
+// error other than ErrNotFound stops the search, so that a source that is
+// down is not mistaken for one that does not know the token.
+type Chain []Resolver
+
+var _ Resolver = Chain(nil)
+
+// Resolve implements Resolver.
+func (c Chain) Resolve(ctx context.Context, r Request) (Target, error) {
+	for _, res := range c {
+		t, err := res.Resolve(ctx, r)
+		if err == nil || !errors.Is(err, ErrNotFound) {
+			return t, err
+		}
+	}
+	return Target{}, fmt.Errorf("no source knows the token: %w", ErrNotFound)
 }

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestExampleConfig(t *testing.T) {
+	cfg, src, diags := loadConfig("../../bridge.hcl")
+	if diags.HasErrors() {
+		t.Fatalf("bridge.hcl: %v", diags)
+	}
+	st, diags := validate(cfg, src)
+	if diags.HasErrors() {
+		t.Fatalf("bridge.hcl: %v", diags)
+	}
+	if st.listen != "127.0.0.1:6080" || len(st.routes) != 2 || len(st.tokens) != 1 {
+		t.Errorf("bridge.hcl decoded to listen %q, %d routes, %d token files", st.listen, len(st.routes), len(st.tokens))
+	}
+	// The example states every default: decoding it must change nothing
+	// but the targets.
+	want := defaultConfig()
+	want.Targets, want.TokenFiles = cfg.Targets, cfg.TokenFiles
+	if got, w := formatConfig(cfg), formatConfig(want); !bytes.Equal(got, w) {
+		t.Errorf("bridge.hcl does not show the defaults:\n%s\nwant\n%s", got, w)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	st, diags := validate(embeddedConfig(), nil)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	b := st.bridge
+	if st.listen != "127.0.0.1:6080" || b.DialTimeout != 10*time.Second || b.PingInterval != 25*time.Second ||
+		b.PongTimeout != 15*time.Second || b.WriteTimeout != 30*time.Second || b.MessageLimit != 64<<10 ||
+		b.MaxHeaderBytes != 16<<10 || b.HeaderTimeout != 10*time.Second || st.drain != 10*time.Second ||
+		b.IdleTimeout != 0 || b.MaxLifetime != 0 {
+		t.Errorf("defaults differ from DESIGN.md section 5: %+v", st)
+	}
+	if len(st.routes) != 1 || st.routes[0].Target.Address != "127.0.0.1:5900" {
+		t.Errorf("embedded target = %+v, want 127.0.0.1:5900", st.routes)
+	}
+}
+
+func TestConfigDiagnostics(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want []string // each must appear in the output
+	}{
+		{"unknown key", "bogus = 1\n", []string{"bridge.hcl:1:1: Unsupported argument"}},
+		{"unknown block key", "session {\n  nope = \"1s\"\n}\n", []string{"bridge.hcl:2:3: Unsupported argument"}},
+		{"bare number duration", "session {\n  dial_timeout = 10\n}\ntarget \"a\" {\n  address = \"h:1\"\n}\n",
+			[]string{`bridge.hcl:2:18: Invalid session.dial_timeout: "10" is not a duration`}},
+		{"bad size", "session {\n  message_limit = \"64XB\"\n}\ntarget \"a\" {\n  address = \"h:1\"\n}\n",
+			[]string{`bridge.hcl:2:19: Invalid session.message_limit`}},
+		{"size out of range", "http {\n  max_header_size = \"1B\"\n}\ntarget \"a\" {\n  address = \"h:1\"\n}\n",
+			[]string{`bridge.hcl:2:21: Invalid http.max_header_size`}},
+		{"zero dial timeout", "session {\n  dial_timeout = \"0s\"\n}\ntarget \"a\" {\n  address = \"h:1\"\n}\n",
+			[]string{`bridge.hcl:2:18: Invalid session.dial_timeout: must be more than zero`}},
+		{"duplicate block", "session {}\nsession {}\ntarget \"a\" {\n  address = \"h:1\"\n}\n", []string{"bridge.hcl:2:1: Duplicate session block"}},
+		{"duplicate target", "target \"a\" {\n  address = \"h:1\"\n  path = \"/a\"\n}\ntarget \"a\" {\n  address = \"h:2\"\n  path = \"/b\"\n}\n",
+			[]string{`bridge.hcl:5:1: Duplicate target "a"`}},
+		{"same path", "target \"a\" {\n  address = \"h:1\"\n  path = \"/x\"\n}\ntarget \"b\" {\n  address = \"h:2\"\n  path = \"/x/\"\n}\n",
+			[]string{`bridge.hcl:7:10: Invalid target "b" path: path "/x" is already routed to target "a"`}},
+		{"bad address", "target \"a\" {\n  address = \"nohost\"\n}\n", []string{`bridge.hcl:2:13: Invalid target "a" address`}},
+		{"relative unix", "target \"a\" {\n  address = \"unix:x.sock\"\n}\n", []string{`bridge.hcl:2:13: Invalid target "a" address: unix socket path "x.sock" must be absolute`}},
+		{"fallback with tokens", "target \"a\" {\n  address = \"h:1\"\n}\ntoken_file \"t\" {\n  path = \"/x\"\n}\n",
+			[]string{`bridge.hcl:2:13: Invalid target "a": a target without path would take every request whose token is unknown`}},
+		{"no target", "listen = \"127.0.0.1:1\"\n", []string{"No target"}},
+		{"bad listen", "listen = \"127.0.0.1:x\"\ntarget \"a\" {\n  address = \"h:1\"\n}\n", []string{`bridge.hcl:1:10: Invalid listen`}},
+		{"bad origin", "http {\n  origins = [\"[\"]\n}\ntarget \"a\" {\n  address = \"h:1\"\n}\n", []string{`bridge.hcl:2:13: Invalid http.origins`}},
+		{"env unset", "web = env(\"WSBRIDGE_TEST_UNSET\")\n", []string{"bridge.hcl:1:7: Error in function call", "WSBRIDGE_TEST_UNSET is not set"}},
+		{"every problem at once", "bogus = 1\nlisten = \"x\"\nsession {\n  linger = \"forever\"\n}\n",
+			[]string{"bridge.hcl:1:1: Unsupported argument", "bridge.hcl:2:10: Invalid listen", "bridge.hcl:4:12: Invalid session.linger", "No target"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "bridge.hcl")
+			os.WriteFile(path, []byte(tt.src), 0o600)
+			var stdout, stderr bytes.Buffer
+			err := run(context.Background(), []string{"check", "-config", path}, &stdout, &stderr)
+			if code := exitCode(err, &stderr); code != 2 {
+				t.Fatalf("exit %d, want 2; stderr:\n%s", code, stderr.String())
+			}
+			out := strings.ReplaceAll(stderr.String(), path, "bridge.hcl")
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("diagnostics lack %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}
+
+func TestEnvFunction(t *testing.T) {
+	t.Setenv("WSBRIDGE_TEST_ADDR", "127.0.0.1:5999")
+	src := `target "a" {
+  address = env("WSBRIDGE_TEST_ADDR")
+}
+web = env("WSBRIDGE_TEST_UNSET", "/srv/novnc")
+`
+	cfg, _, diags := parseConfig([]byte(src), "bridge.hcl")
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if cfg.Targets[0].Address != "127.0.0.1:5999" || cfg.Web != "/srv/novnc" {
+		t.Errorf("env() gave address %q, web %q", cfg.Targets[0].Address, cfg.Web)
+	}
+}
+
+func TestCheckPrintsEffectiveConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bridge.hcl")
+	os.WriteFile(path, []byte("session {\n  idle_timeout = \"5m\"\n}\ntarget \"a\" {\n  address = \"[::1]:5901\"\n  path = \"/a\"\n}\n"), 0o600)
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"check", "-config", path}, &stdout, &stderr); err != nil {
+		t.Fatalf("check: %v\n%s", err, stderr.String())
+	}
+	out := stdout.String()
+	for _, w := range []string{`idle_timeout       = "5m"`, `ping_interval      = "25s"`, `address = "[::1]:5901"`} {
+		if !strings.Contains(out, w) {
+			t.Errorf("effective config lacks %q:\n%s", w, out)
+		}
+	}
+	// What check prints is itself a valid configuration with the same meaning.
+	cfg, src, diags := parseConfig(stdout.Bytes(), "printed.hcl")
+	if diags.HasErrors() {
+		t.Fatalf("printed config does not parse: %v", diags)
+	}
+	if _, diags := validate(cfg, src); diags.HasErrors() {
+		t.Fatalf("printed config does not validate: %v", diags)
+	}
+	if !bytes.Equal(formatConfig(cfg), stdout.Bytes()) {
+		t.Errorf("printing the printed config changes it")
+	}
+}
+
+func TestCheckReadsTokenFiles(t *testing.T) {
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens")
+	os.WriteFile(tokens, []byte("good: 127.0.0.1:5901\nbad:127.0.0.1:5902\n"), 0o600)
+	path := filepath.Join(dir, "bridge.hcl")
+	os.WriteFile(path, []byte("token_file \"t\" {\n  path = \""+tokens+"\"\n}\n"), 0o600)
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"check", "-config", path}, &stdout, &stderr)
+	if exitCode(err, &stderr) != 2 || !strings.Contains(stderr.String(), tokens+":2: ") {
+		t.Fatalf("check did not report the token file's line 2: %v\n%s", err, stderr.String())
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}, {"help", "websockify"}, {"version"}, {"run", "-h"}, {"check", "-h"}} {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), args, &stdout, &stderr)
+		if code := exitCode(err, &stderr); code != 0 {
+			t.Errorf("%q: exit %d", args, code)
+		}
+		if stdout.Len()+stderr.Len() == 0 {
+			t.Errorf("%q printed nothing", args)
+		}
+	}
+}
+
+func FuzzConfig(f *testing.F) {
+	example, _ := os.ReadFile("../../bridge.hcl")
+	f.Add(example)
+	f.Add([]byte("session {\n  dial_timeout = \"1s\"\n}\ntarget \"a\" {\n  address = \"h:1\"\n}\n"))
+	f.Add([]byte("web = env(\"X\", \"y\")\n"))
+	f.Add([]byte("target \"a\" {\n  address = \"unix:/x\"\n  path = \"/a/\"\n}\n"))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		cfg, s, diags := parseConfig(src, "fuzz.hcl")
+		if cfg == nil || diags.HasErrors() {
+			return
+		}
+		validate(cfg, s)
+	})
+}

@@ -1,0 +1,245 @@
+// Command wsbridge bridges WebSocket clients (noVNC, web terminals, kiosks)
+// to the TCP and Unix-socket targets its configuration names. It takes
+// websockify's command line unchanged, or a bridge.hcl file.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// version is stamped by the build: -ldflags "-X main.version=v1.2.3".
+var version = ""
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+// errReported means the error has been printed already (diagnostics).
+var errReported = errors.New("reported")
+
+func exitCode(err error, stderr io.Writer) int {
+	var ue *usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errReported):
+		return 2
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "wsbridge: %v\n", err)
+		return 2
+	}
+	fmt.Fprintf(stderr, "wsbridge: %v\n", err)
+	return 1
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return serve(ctx, embeddedConfig(), nil, &procOptions{}, stderr)
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(ctx, args[1:], stderr)
+	case "check":
+		return cmdCheck(args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintf(stdout, "wsbridge %s\n", buildVersion())
+		return nil
+	case "help", "-h", "-help", "--help":
+		return cmdHelp(args[1:], stdout)
+	}
+	cfg, proc, err := parseWebsockify(args)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, nil, proc, stderr)
+}
+
+func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+const runUsage = `usage: wsbridge run [-config FILE]
+
+Runs the bridge with the configuration in FILE, or on the embedded
+defaults (listen 127.0.0.1:6080, target 127.0.0.1:5900) without -config.
+SIGINT or SIGTERM drains sessions and exits.
+
+`
+
+func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlagSet("run", runUsage, stderr)
+	path := fs.String("config", "", "bridge.hcl `file` to run with")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("run takes no arguments, got %q", fs.Args())
+	}
+	cfg, src, err := configFrom(*path, stderr)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, src, &procOptions{}, stderr)
+}
+
+const checkUsage = `usage: wsbridge check [-config FILE]
+
+Validates FILE (or the embedded defaults) and prints the effective
+configuration, or every problem with file:line:col, exiting with status 2.
+
+`
+
+func cmdCheck(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("check", checkUsage, stderr)
+	path := fs.String("config", "", "bridge.hcl `file` to check")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("check takes no arguments, got %q", fs.Args())
+	}
+	cfg, src, err := configFrom(*path, stderr)
+	if err != nil {
+		return err
+	}
+	if _, diags := validate(cfg, src); diags.HasErrors() {
+		printDiags(stderr, diags)
+		return errReported
+	}
+	if err := checkTokenFiles(cfg); err != nil {
+		fmt.Fprintf(stderr, "%v\n", err)
+		return errReported
+	}
+	stdout.Write(formatConfig(cfg))
+	return nil
+}
+
+// configFrom loads path, or returns the embedded defaults for "".
+func configFrom(path string, stderr io.Writer) (*Config, *source, error) {
+	if path == "" {
+		return embeddedConfig(), nil, nil
+	}
+	cfg, src, diags := loadConfig(path)
+	if diags.HasErrors() {
+		if cfg != nil {
+			// Report the values' problems too, so one run shows them all.
+			_, more := validate(cfg, src)
+			diags = append(diags, more...)
+		}
+		printDiags(stderr, diags)
+		return nil, nil, errReported
+	}
+	return cfg, src, nil
+}
+
+// printDiags writes one line per diagnostic: file:line:col, the summary and
+// the detail, so that editors and people can jump to it.
+func printDiags(w io.Writer, diags hcl.Diagnostics) {
+	for _, d := range diags {
+		msg := d.Summary
+		if d.Detail != "" {
+			msg += ": " + d.Detail
+		}
+		if r := d.Subject; r != nil {
+			fmt.Fprintf(w, "%s:%d:%d: %s\n", r.Filename, r.Start.Line, r.Start.Column, msg)
+		} else {
+			fmt.Fprintf(w, "%s\n", msg)
+		}
+	}
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v := bi.Main.Version
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v += " (" + s.Value[:12] + ")"
+			}
+		}
+		return v
+	}
+	return "(unknown)"
+}
+
+const helpText = `wsbridge bridges WebSocket clients to TCP and Unix-socket targets.
+
+usage:
+  wsbridge                          run on the embedded defaults:
+                                    listen 127.0.0.1:6080, target 127.0.0.1:5900
+  wsbridge run [-config FILE]       run with a bridge.hcl file
+  wsbridge check [-config FILE]     validate and print the effective configuration
+  wsbridge version                  print the version
+  wsbridge help [websockify]        this text, or the websockify command line
+  wsbridge [websockify options] [source_addr:]source_port target_addr:target_port
+                                    run with websockify's command line
+
+Each command takes -h.
+`
+
+const websockifyHelp = `wsbridge speaks websockify's command line:
+
+  wsbridge [options] [source_addr:]source_port target_addr:target_port
+  wsbridge [options] --token-plugin TokenFile --token-source FILE_OR_DIR [source_addr:]source_port
+  wsbridge [options] --unix-target FILE [source_addr:]source_port
+
+A bare source_port listens on every IPv4 address (every address with -6).
+
+Supported:
+  -v, --verbose            debug logging
+  --log-file FILE          log to FILE instead of standard error
+  --web DIR                serve static files (noVNC) from DIR; never lists directories
+  --file-only              accepted: wsbridge never lists directories
+  -6, --prefer-ipv6        a bare source_port listens on every IPv6 and IPv4 address
+  --unix-target FILE       bridge to a Unix socket
+  --token-plugin TokenFile|ReadOnlyTokenFile --token-source FILE_OR_DIR
+  --target-config FILE     same as --token-plugin TokenFile --token-source FILE
+  --heartbeat SECONDS      ping interval (wsbridge pings every 25s by default, and
+                           also ends sessions whose pong is 15s late)
+  --idle-timeout SECONDS   exit after SECONDS without any session
+  --timeout SECONDS        exit SECONDS after start (draining live sessions)
+  --run-once               exit after the first session ends
+  --libserver              accepted, with a warning: it has no effect
+`
+
+func cmdHelp(args []string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "websockify" {
+		io.WriteString(stdout, websockifyHelp)
+		var yet, not []string
+		for _, o := range websockifyOptions {
+			switch o.status {
+			case later:
+				yet = append(yet, o.names[0])
+			case never:
+				not = append(not, o.names[0]+" ("+o.why+")")
+			}
+		}
+		fmt.Fprintf(stdout, "\nNot supported yet (refused with a message): %s\n", strings.Join(yet, " "))
+		fmt.Fprintf(stdout, "\nNot supported:\n  %s\n", strings.Join(not, "\n  "))
+		return nil
+	}
+	io.WriteString(stdout, helpText)
+	return nil
+}

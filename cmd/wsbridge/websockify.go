@@ -1,0 +1,340 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// procOptions are websockify's process-level options, which bridge.hcl does
+// not have because a service manager owns the process.
+type procOptions struct {
+	runOnce     bool          // exit after the first session ends
+	timeout     time.Duration // exit this long after start
+	idleTimeout time.Duration // exit after this long without sessions
+	warnings    []string      // said once at start
+}
+
+// wsOption is one websockify option: how wsbridge treats it.
+type wsOption struct {
+	names  []string // long name first, then short aliases
+	arg    bool     // takes a value
+	status string   // "" supported; "yet": a later release; "never": with why
+	why    string   // for "yet" and "never"
+	apply  func(c *Config, p *procOptions, v string) error
+}
+
+const (
+	later = "yet"
+	never = "never"
+)
+
+// websockifyOptions lists every option of websockify 0.13, so that none is
+// silently ignored. The README's migration table says the same.
+var websockifyOptions = []wsOption{
+	{names: []string{"--verbose", "-v"}, apply: func(c *Config, _ *procOptions, _ string) error {
+		c.Log.Level = "debug"
+		return nil
+	}},
+	{names: []string{"--log-file"}, arg: true, apply: func(c *Config, _ *procOptions, v string) error {
+		c.Log.File = v
+		return nil
+	}},
+	{names: []string{"--web"}, arg: true, apply: func(c *Config, _ *procOptions, v string) error {
+		c.Web = v
+		return nil
+	}},
+	// wsbridge never lists directories, which is what --file-only asks for.
+	{names: []string{"--file-only"}, apply: func(*Config, *procOptions, string) error { return nil }},
+	{names: []string{"--prefer-ipv6", "-6"}},
+	{names: []string{"--unix-target"}, arg: true, apply: func(c *Config, _ *procOptions, v string) error {
+		abs, err := filepath.Abs(v)
+		if err != nil {
+			return err
+		}
+		c.Targets = []TargetConfig{{Name: "unix-target", Address: "unix:" + abs}}
+		return nil
+	}},
+	{names: []string{"--token-plugin"}, arg: true},
+	{names: []string{"--token-source"}, arg: true},
+	{names: []string{"--target-config"}, arg: true},
+	{names: []string{"--heartbeat"}, arg: true, apply: func(c *Config, _ *procOptions, v string) error {
+		d, err := seconds(v)
+		c.Session.PingInterval = d.String()
+		return err
+	}},
+	{names: []string{"--idle-timeout"}, arg: true, apply: func(_ *Config, p *procOptions, v string) error {
+		d, err := seconds(v)
+		p.idleTimeout = d
+		return err
+	}},
+	{names: []string{"--timeout"}, arg: true, apply: func(_ *Config, p *procOptions, v string) error {
+		d, err := seconds(v)
+		p.timeout = d
+		return err
+	}},
+	{names: []string{"--run-once"}, apply: func(_ *Config, p *procOptions, _ string) error {
+		p.runOnce = true
+		return nil
+	}},
+	{names: []string{"--libserver"}, apply: func(_ *Config, p *procOptions, _ string) error {
+		p.warnings = append(p.warnings, "--libserver has no effect: wsbridge always serves every client in one process, with all its features")
+		return nil
+	}},
+
+	{names: []string{"--cert"}, arg: true, status: later, why: "TLS comes with the security release"},
+	{names: []string{"--key"}, arg: true, status: later, why: "TLS comes with the security release"},
+	{names: []string{"--key-password"}, arg: true, status: later, why: "TLS comes with the security release"},
+	{names: []string{"--ssl-only"}, status: later, why: "TLS comes with the security release"},
+	{names: []string{"--ssl-target"}, status: later, why: "TLS toward targets comes with the security release"},
+	{names: []string{"--verify-client"}, status: later, why: "client certificates come with the security release"},
+	{names: []string{"--cafile"}, arg: true, status: later, why: "client certificates come with the security release"},
+	{names: []string{"--ssl-version"}, arg: true, status: later, why: "TLS comes with the security release"},
+	{names: []string{"--ssl-ciphers"}, arg: true, status: later, why: "TLS comes with the security release"},
+	{names: []string{"--auth-plugin"}, arg: true, status: later, why: "authentication comes with the security release"},
+	{names: []string{"--auth-source"}, arg: true, status: later, why: "authentication comes with the security release"},
+	{names: []string{"--web-auth"}, status: later, why: "authentication comes with the security release"},
+	{names: []string{"--host-token"}, status: later, why: "tokens from the Host header come with the token sources release"},
+	{names: []string{"--unix-listen"}, arg: true, status: later, why: "Unix-socket listeners come with the operations release"},
+	{names: []string{"--unix-listen-mode"}, arg: true, status: later, why: "Unix-socket listeners come with the operations release"},
+	{names: []string{"--inetd"}, status: later, why: "inherited listeners come with socket activation in the operations release"},
+	{names: []string{"--syslog"}, arg: true, status: later, why: "syslog comes with the operations release; journald already records standard error"},
+	{names: []string{"--legacy-syslog"}, status: later, why: "syslog comes with the operations release"},
+	{names: []string{"--record"}, arg: true, status: later, why: "session recording comes with the operations release"},
+
+	{names: []string{"--daemon", "-D"}, status: never, why: "run wsbridge under systemd, launchd or the Windows service manager instead, which restart it and keep its logs"},
+	{names: []string{"--wrap-mode"}, arg: true, status: never, why: "wsbridge does not launch programs with LD_PRELOAD; start the program yourself and give its address as the target"},
+	{names: []string{"--traffic"}, status: never, why: "per-frame traffic symbols; -v logs every session with its byte counts instead"},
+}
+
+// usageError is a command-line mistake: it exits with status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+// parseWebsockify reads websockify's command line
+//
+//	[options] [source_addr:]source_port [target_addr:target_port]
+//
+// into a Config, with optparse's habits: options before or after the
+// positionals, --name=value or --name value, and unique prefixes of long
+// names.
+func parseWebsockify(args []string) (*Config, *procOptions, error) {
+	cfg := defaultConfig()
+	proc := &procOptions{}
+	var positional []string
+	preferV6 := false
+	tokenPlugin, tokenSource := "", ""
+	var appliers []func() error
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			if i+1 < len(args) {
+				return nil, nil, usagef("not supported: -- WRAP_COMMAND_LINE: %s", findOption("--wrap-mode").why)
+			}
+			positional = append(positional, args[i+1:]...)
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			positional = append(positional, a)
+			continue
+		}
+		name, value, hasValue := strings.Cut(a, "=")
+		if !strings.HasPrefix(name, "--") {
+			hasValue = false
+			name = a
+		}
+		opt, err := lookupOption(name)
+		if err != nil {
+			return nil, nil, err
+		}
+		switch {
+		case opt.arg && !hasValue:
+			if i+1 >= len(args) {
+				return nil, nil, usagef("%s needs a value", opt.names[0])
+			}
+			i++
+			value = args[i]
+		case !opt.arg && hasValue:
+			return nil, nil, usagef("%s takes no value", opt.names[0])
+		}
+		switch opt.status {
+		case later:
+			return nil, nil, usagef("not supported yet: %s (%s)", opt.names[0], opt.why)
+		case never:
+			return nil, nil, usagef("not supported: %s: %s", opt.names[0], opt.why)
+		}
+		switch opt.names[0] {
+		case "--prefer-ipv6":
+			preferV6 = true
+		case "--token-plugin":
+			tokenPlugin = value
+		case "--token-source", "--target-config":
+			tokenSource = value
+			if opt.names[0] == "--target-config" {
+				tokenPlugin = "TokenFile"
+			}
+		default:
+			apply := opt.apply
+			appliers = append(appliers, func() error {
+				if err := apply(cfg, proc, value); err != nil {
+					return usagef("%s %s: %v", opt.names[0], value, err)
+				}
+				return nil
+			})
+		}
+	}
+	for _, apply := range appliers {
+		if err := apply(); err != nil {
+			return nil, nil, err
+		}
+	}
+
+	if len(positional) == 0 {
+		return nil, nil, usagef("missing [source_addr:]source_port (see wsbridge help websockify)")
+	}
+	listen, err := websockifyListen(positional[0], preferV6)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.Listen = listen
+
+	hasTarget := len(cfg.Targets) > 0
+	switch {
+	case tokenPlugin != "":
+		if hasTarget {
+			return nil, nil, usagef("--token-plugin and --unix-target both choose the target: give one")
+		}
+		tf, err := websockifyTokenPlugin(tokenPlugin, tokenSource)
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.TokenFiles = []TokenFileConfig{tf}
+	case tokenSource != "":
+		return nil, nil, usagef("--token-source needs --token-plugin")
+	}
+	switch rest := positional[1:]; {
+	case len(rest) > 1:
+		return nil, nil, usagef("too many arguments: %q", rest[1:])
+	case len(rest) == 1 && (hasTarget || tokenPlugin != ""):
+		return nil, nil, usagef("target_addr:target_port %q given together with --unix-target or --token-plugin", rest[0])
+	case len(rest) == 1:
+		addr, err := websockifyTarget(rest[0])
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.Targets = []TargetConfig{{Name: "target", Address: addr}}
+	case !hasTarget && tokenPlugin == "":
+		return nil, nil, usagef("missing target_addr:target_port (or --unix-target, or --token-plugin)")
+	}
+	return cfg, proc, nil
+}
+
+func findOption(name string) *wsOption {
+	for i := range websockifyOptions {
+		if slices.Contains(websockifyOptions[i].names, name) {
+			return &websockifyOptions[i]
+		}
+	}
+	return nil
+}
+
+// lookupOption finds an option by its name or, for long names, by a unique
+// prefix, as Python's optparse does.
+func lookupOption(name string) (*wsOption, error) {
+	if o := findOption(name); o != nil {
+		return o, nil
+	}
+	if !strings.HasPrefix(name, "--") || len(name) < 3 {
+		return nil, usagef("unknown option %s (see wsbridge help websockify)", name)
+	}
+	var match *wsOption
+	var names []string
+	for i := range websockifyOptions {
+		o := &websockifyOptions[i]
+		if strings.HasPrefix(o.names[0], name) {
+			match = o
+			names = append(names, o.names[0])
+		}
+	}
+	switch len(names) {
+	case 0:
+		return nil, usagef("unknown option %s (see wsbridge help websockify)", name)
+	case 1:
+		return match, nil
+	}
+	return nil, usagef("ambiguous option %s: %s", name, strings.Join(names, ", "))
+}
+
+// websockifyListen turns [source_addr:]source_port into host:port. A bare
+// port listens on every IPv4 address, or with -6 on every address, as in
+// websockify.
+func websockifyListen(s string, preferV6 bool) (string, error) {
+	host, port := "", s
+	if i := strings.LastIndexByte(s, ':'); i >= 0 {
+		host, port = strings.Trim(s[:i], "[]"), s[i+1:]
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return "", usagef("invalid source port %q", s)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+		if preferV6 {
+			host = "::"
+		}
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// websockifyTarget splits target_addr:target_port at the last colon and
+// strips brackets, so [::1]:5900 and ::1:5900 both work.
+func websockifyTarget(s string) (string, error) {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return "", usagef("target %q must be target_addr:target_port", s)
+	}
+	host, port := strings.Trim(s[:i], "[]"), s[i+1:]
+	if host == "" {
+		return "", usagef("target %q has no address", s)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return "", usagef("target %q has an invalid port", s)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+func websockifyTokenPlugin(plugin, source string) (TokenFileConfig, error) {
+	switch plugin {
+	case "TokenFile", "ReadOnlyTokenFile":
+		if source == "" {
+			return TokenFileConfig{}, usagef("--token-plugin %s needs --token-source FILE_OR_DIRECTORY", plugin)
+		}
+		abs, err := filepath.Abs(source)
+		if err != nil {
+			return TokenFileConfig{}, err
+		}
+		return TokenFileConfig{Name: "websockify", Path: abs}, nil
+	case "TokenFileName", "TokenRedis", "JWTTokenApi", "JSONTokenApi", "BaseTokenAPI", "UnixDomainSocketDirectory":
+		return TokenFileConfig{}, usagef("not supported yet: --token-plugin %s (comes with the token sources release)", plugin)
+	}
+	if strings.Contains(plugin, ".") {
+		return TokenFileConfig{}, usagef("not supported: --token-plugin %s: wsbridge cannot load Python classes; its token sources are built in", plugin)
+	}
+	return TokenFileConfig{}, usagef("unknown --token-plugin %s: wsbridge knows TokenFile and ReadOnlyTokenFile", plugin)
+}
+
+// seconds parses websockify's whole or fractional seconds.
+func seconds(v string) (time.Duration, error) {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 || f > 1e9 {
+		return 0, errors.New("want a number of seconds")
+	}
+	return time.Duration(f * float64(time.Second)), nil
+}

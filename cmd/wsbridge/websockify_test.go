@@ -1,0 +1,112 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestWebsockifyCommandLine(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    string
+		listen  string
+		target  string // address of the only target, or ""
+		tokens  string // path of the only token file, or ""
+		check   func(t *testing.T, c *Config, p *procOptions)
+		wantErr string
+	}{
+		{name: "plain", args: "6080 localhost:5900", listen: "0.0.0.0:6080", target: "localhost:5900"},
+		{name: "ipv6 listen", args: "-6 6080 localhost:5900", listen: "[::]:6080", target: "localhost:5900"},
+		{name: "source addr", args: "127.0.0.1:6080 127.0.0.1:5901", listen: "127.0.0.1:6080", target: "127.0.0.1:5901"},
+		{name: "bracketed", args: "[::1]:6080 [::1]:5901", listen: "[::1]:6080", target: "[::1]:5901"},
+		{name: "bare v6 target", args: ":6080 ::1:5901", listen: "0.0.0.0:6080", target: "[::1]:5901"},
+		{name: "options after positionals", args: "6080 localhost:5900 --web /srv --heartbeat 10", listen: "0.0.0.0:6080", target: "localhost:5900",
+			check: func(t *testing.T, c *Config, _ *procOptions) {
+				if c.Web != "/srv" || c.Session.PingInterval != "10s" {
+					t.Errorf("web %q, ping %q", c.Web, c.Session.PingInterval)
+				}
+			}},
+		{name: "equals and prefix", args: "--verb --heart=2.5 --idle-timeout=30 --run-once --timeout 60 6080 h:1", listen: "0.0.0.0:6080", target: "h:1",
+			check: func(t *testing.T, c *Config, p *procOptions) {
+				if c.Log.Level != "debug" || c.Session.PingInterval != "2.5s" || p.idleTimeout != 30*time.Second || !p.runOnce || p.timeout != time.Minute {
+					t.Errorf("got %+v %+v %+v", c.Log, c.Session, p)
+				}
+			}},
+		{name: "token file", args: "--token-plugin TokenFile --token-source /etc/tokens 6080", listen: "0.0.0.0:6080", tokens: "/etc/tokens"},
+		{name: "read-only token file", args: "--token-plugin=ReadOnlyTokenFile --token-source=/etc/tokens.d 6080", listen: "0.0.0.0:6080", tokens: "/etc/tokens.d"},
+		{name: "target config", args: "--target-config /etc/tokens 6080", listen: "0.0.0.0:6080", tokens: "/etc/tokens"},
+		{name: "unix target", args: "--unix-target /run/vnc.sock 6080", listen: "0.0.0.0:6080", target: "unix:/run/vnc.sock"},
+		{name: "file only", args: "--web /srv --file-only 6080 h:1", listen: "0.0.0.0:6080", target: "h:1"},
+		{name: "libserver warns", args: "--libserver 6080 h:1", listen: "0.0.0.0:6080", target: "h:1",
+			check: func(t *testing.T, _ *Config, p *procOptions) {
+				if len(p.warnings) != 1 {
+					t.Errorf("warnings %q", p.warnings)
+				}
+			}},
+
+		{name: "tls later", args: "--cert self.pem 6080 h:1", wantErr: "not supported yet: --cert"},
+		{name: "ssl-only later", args: "--ssl-only 6080 h:1", wantErr: "not supported yet: --ssl-only"},
+		{name: "auth later", args: "--auth-plugin BasicHTTPAuth --auth-source a:b 6080 h:1", wantErr: "not supported yet: --auth-plugin"},
+		{name: "redis later", args: "--token-plugin TokenRedis --token-source h:6379 6080", wantErr: "not supported yet: --token-plugin TokenRedis"},
+		{name: "python class", args: "--token-plugin my.Plugin --token-source x 6080", wantErr: "cannot load Python classes"},
+		{name: "daemon never", args: "-D 6080 h:1", wantErr: "not supported: --daemon"},
+		{name: "wrap never", args: "6080 -- vncserver :1", wantErr: "not supported: -- WRAP_COMMAND_LINE"},
+		{name: "unknown", args: "--frobnicate 6080 h:1", wantErr: "unknown option --frobnicate"},
+		{name: "ambiguous", args: "--ssl 6080 h:1", wantErr: "ambiguous option --ssl"},
+		{name: "missing target", args: "6080", wantErr: "missing target_addr:target_port"},
+		{name: "missing listen", args: "-v", wantErr: "missing [source_addr:]source_port"},
+		{name: "too many", args: "6080 h:1 h:2", wantErr: "too many arguments"},
+		{name: "bad port", args: "99999 h:1", wantErr: "invalid source port"},
+		{name: "bad target", args: "6080 h", wantErr: "must be target_addr:target_port"},
+		{name: "source without plugin", args: "--token-source /x 6080", wantErr: "--token-source needs --token-plugin"},
+		{name: "missing value", args: "6080 h:1 --web", wantErr: "--web needs a value"},
+		{name: "bad seconds", args: "--heartbeat soon 6080 h:1", wantErr: "--heartbeat soon"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, proc, err := parseWebsockify(strings.Fields(tt.args))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("parseWebsockify(%q) error = %v, want %q", tt.args, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseWebsockify(%q): %v", tt.args, err)
+			}
+			if cfg.Listen != tt.listen {
+				t.Errorf("listen = %q, want %q", cfg.Listen, tt.listen)
+			}
+			switch {
+			case tt.target != "" && (len(cfg.Targets) != 1 || cfg.Targets[0].Address != tt.target):
+				t.Errorf("targets = %+v, want %q", cfg.Targets, tt.target)
+			case tt.tokens != "" && (len(cfg.TokenFiles) != 1 || cfg.TokenFiles[0].Path != tt.tokens):
+				t.Errorf("token files = %+v, want %q", cfg.TokenFiles, tt.tokens)
+			}
+			if _, diags := validate(cfg, nil); diags.HasErrors() {
+				t.Errorf("config from %q does not validate: %v", tt.args, diags)
+			}
+			if tt.check != nil {
+				tt.check(t, cfg, proc)
+			}
+		})
+	}
+}
+
+// TestEveryWebsockifyOptionKnown keeps the option table complete: every
+// option websockify 0.13 has (WEBSOCKIFY.md 1.2) is listed.
+func TestEveryWebsockifyOptionKnown(t *testing.T) {
+	all := []string{"--verbose", "-v", "--traffic", "--log-file", "--syslog", "--legacy-syslog",
+		"--prefer-ipv6", "-6", "--unix-listen", "--unix-listen-mode", "--inetd", "--cert", "--key",
+		"--key-password", "--ssl-only", "--verify-client", "--cafile", "--ssl-version", "--ssl-ciphers",
+		"--unix-target", "--ssl-target", "--wrap-mode", "--target-config", "--token-plugin",
+		"--token-source", "--host-token", "--auth-plugin", "--auth-source", "--web-auth", "--web",
+		"--file-only", "--daemon", "-D", "--run-once", "--timeout", "--idle-timeout", "--heartbeat",
+		"--record", "--libserver"}
+	for _, name := range all {
+		if findOption(name) == nil {
+			t.Errorf("websockify option %s is not in the table", name)
+		}
+	}
+}
