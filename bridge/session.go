@@ -26,10 +26,7 @@ const (
 	reasonBase64       = "Invalid base64"
 )
 
-var (
-	errTextFrame = errors.New("text message on a binary session")
-	errNoWS      = errors.New("client connection closed")
-)
+var errTextFrame = errors.New("text message on a binary session")
 
 // targetError marks a failed write to the target, so that the ending is
 // blamed on the target and not on the client whose bytes were being written.

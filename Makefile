@@ -1,0 +1,54 @@
+# wsbridge: plain targets, a line or two each.
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS    := -s -w -X main.version=$(VERSION)
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
+GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.1.4
+FUZZTIME   ?= 30s
+
+.PHONY: all fmt fmt-check lint test e2e fuzz bench build dist clean
+
+all: fmt-check lint test
+
+fmt:
+	gofmt -w .
+
+fmt-check:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+lint:
+	go vet ./...
+	go run $(STATICCHECK) ./...
+	@out=$$(go run $(GOVULNCHECK) ./... 2>&1); rc=$$?; echo "$$out"; \
+	if [ $$rc -ne 0 ] && echo "$$out" | grep -q 'fetching vulnerabilities'; then \
+	  echo "govulncheck: the vulnerability database is unreachable from here; NOT CHECKED"; \
+	elif [ $$rc -ne 0 ]; then exit $$rc; fi
+
+# The README's test command; .ci/run runs exactly this.
+test:
+	go test -race -shuffle=on -count=1 ./...
+
+# End-to-end checks with real programs live in the regular tests for now
+# (the websockify interop suite); the browser and ssh suite comes later.
+e2e:
+	go test -race -count=1 -run 'Interop' ./cmd/wsbridge
+
+fuzz:
+	go test -run '^$$' -fuzz FuzzParseTokens -fuzztime $(FUZZTIME) ./targets
+	go test -run '^$$' -fuzz FuzzBase64Framing -fuzztime $(FUZZTIME) ./bridge
+	go test -run '^$$' -fuzz FuzzSubprotocolHeader -fuzztime $(FUZZTIME) ./bridge
+	go test -run '^$$' -fuzz FuzzConfig -fuzztime $(FUZZTIME) ./cmd/wsbridge
+
+bench:
+	go test -run '^$$' -bench . -benchmem -count 5 ./bridge
+
+build:
+	go build -trimpath -ldflags '$(LDFLAGS)' -o bin/wsbridge ./cmd/wsbridge
+
+dist:
+	for t in linux/amd64 linux/arm64 windows/amd64 windows/arm64 darwin/amd64 darwin/arm64; do \
+	  GOOS=$${t%/*} GOARCH=$${t#*/} CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' \
+	    -o dist/wsbridge-$${t%/*}-$${t#*/}$$( [ $${t%/*} = windows ] && echo .exe ) ./cmd/wsbridge || exit 1; \
+	done
+
+clean:
+	rm -rf bin dist

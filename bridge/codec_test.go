@@ -1,0 +1,142 @@
+package bridge
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+)
+
+// decodeChunks runs the streaming decoder over src cut at the given sizes.
+func decodeChunks(src []byte, cuts []int) ([]byte, error) {
+	var d b64Decoder
+	d.reset()
+	var out []byte
+	for len(src) > 0 {
+		n := len(src)
+		if len(cuts) > 0 {
+			n = min(max(cuts[0], 1), len(src))
+			cuts = cuts[1:]
+		}
+		dst := make([]byte, decodedLen(n))
+		m, err := d.decode(dst, src[:n])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, dst[:m]...)
+		src = src[n:]
+	}
+	return out, d.finish()
+}
+
+func TestBase64Decoder(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		cuts []int
+		want string // "" with err
+		err  bool
+	}{
+		{name: "whole", in: "aGVsbG8gd29ybGQ=", want: "hello world"},
+		{name: "byte by byte", in: "aGVsbG8gd29ybGQ=", cuts: []int{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, want: "hello world"},
+		{name: "odd cuts", in: "aGVsbG8gd29ybGQ=", cuts: []int{3, 5, 7, 1}, want: "hello world"},
+		{name: "two pads", in: "QQ==", cuts: []int{2, 2}, want: "A"},
+		{name: "empty", in: "", want: ""},
+		{name: "short", in: "QQ=", err: true},
+		{name: "unpadded", in: "QQ", err: true},
+		{name: "bad char", in: "QQ!=", err: true},
+		{name: "data after pad", in: "QQ==QUJD", err: true},
+		{name: "data after pad, split", in: "QQ==QUJD", cuts: []int{4, 4}, err: true},
+		{name: "data after pad, mid quad", in: "QQ==QUJD", cuts: []int{2, 6}, err: true},
+		{name: "newline", in: "QUJD\nREVG", err: true},
+		{name: "crlf split", in: "QUJD\r\nREVG", cuts: []int{4, 2, 4}, err: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := decodeChunks([]byte(tt.in), tt.cuts)
+			if tt.err {
+				if !errors.Is(err, errBase64) {
+					t.Fatalf("decode(%q) = %q, %v; want errBase64", tt.in, got, err)
+				}
+				return
+			}
+			if err != nil || string(got) != tt.want {
+				t.Fatalf("decode(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzBase64Framing checks that decoding a message in any chunking gives
+// what encoding/base64 gives for the whole message, and that an invalid
+// message is refused in every chunking.
+func FuzzBase64Framing(f *testing.F) {
+	f.Add([]byte("aGVsbG8gd29ybGQ="), []byte{3, 5})
+	f.Add([]byte("QQ==QUJD"), []byte{2})
+	f.Add([]byte("QUJD\nREVG"), []byte{4})
+	f.Add([]byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0xff, 0, 7}, 100))), []byte{1, 2, 3, 200})
+	f.Fuzz(func(t *testing.T, msg, cutBytes []byte) {
+		cuts := make([]int, len(cutBytes))
+		for i, c := range cutBytes {
+			cuts[i] = int(c)
+		}
+		got, err := decodeChunks(msg, cuts)
+		want, werr := base64.StdEncoding.DecodeString(string(msg))
+		if bytes.ContainsAny(msg, "\r\n") {
+			werr = errBase64 // the framing refuses line breaks on purpose
+		}
+		switch {
+		case werr != nil && err == nil:
+			t.Fatalf("decoded invalid %q (cuts %v) to %q", msg, cuts, got)
+		case werr == nil && err != nil:
+			t.Fatalf("refused valid %q (cuts %v): %v", msg, cuts, err)
+		case werr == nil && !bytes.Equal(got, want):
+			t.Fatalf("decoded %q (cuts %v) to %q, want %q", msg, cuts, got, want)
+		}
+	})
+}
+
+func FuzzSubprotocolHeader(f *testing.F) {
+	for _, s := range []string{"", "binary", "base64", "binary, base64", "base64,binary", " base64 ", "chat", "chat, base64", ",,", "BINARY"} {
+		f.Add(s, "")
+	}
+	f.Add("base64", "binary")
+	f.Fuzz(func(t *testing.T, h1, h2 string) {
+		name, mode, err := NegotiateSubprotocol([]string{h1, h2})
+		var toks []string
+		for _, h := range []string{h1, h2} {
+			for tok := range strings.SplitSeq(h, ",") {
+				if tok = strings.TrimSpace(tok); tok != "" {
+					toks = append(toks, tok)
+				}
+			}
+		}
+		has := func(s string) bool {
+			for _, t := range toks {
+				if t == s {
+					return true
+				}
+			}
+			return false
+		}
+		switch {
+		case has("binary"):
+			if name != "binary" || mode != Binary || err != nil {
+				t.Fatalf("%q %q: got %q %v %v, want binary", h1, h2, name, mode, err)
+			}
+		case has("base64"):
+			if name != "base64" || mode != Base64 || err != nil {
+				t.Fatalf("%q %q: got %q %v %v, want base64", h1, h2, name, mode, err)
+			}
+		case len(toks) == 0:
+			if name != "" || mode != Binary || err != nil {
+				t.Fatalf("%q %q: got %q %v %v, want no subprotocol", h1, h2, name, mode, err)
+			}
+		default:
+			if err == nil {
+				t.Fatalf("%q %q: accepted %q, want an error", h1, h2, name)
+			}
+		}
+	})
+}
