@@ -78,6 +78,16 @@ func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// parseFlags parses args; the flag package has printed any mistake, which
+// then exits with status 2.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		return errReported
+	}
+	return err
+}
+
 const runUsage = `usage: wsbridge run [-config FILE]
 
 Runs the bridge with the configuration in FILE, or on the embedded
@@ -89,7 +99,7 @@ SIGINT or SIGTERM drains sessions and exits.
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlagSet("run", runUsage, stderr)
 	path := fs.String("config", "", "bridge.hcl `file` to run with")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -112,7 +122,7 @@ configuration, or every problem with file:line:col, exiting with status 2.
 func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("check", checkUsage, stderr)
 	path := fs.String("config", "", "bridge.hcl `file` to check")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

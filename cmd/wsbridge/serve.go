@@ -53,7 +53,6 @@ func serve(ctx context.Context, cfg *Config, src *source, proc *procOptions, std
 	if err != nil {
 		return err
 	}
-	logger.Info("listening", "addr", ln.Addr().String(), "version", buildVersion(), "web", st.web)
 	for _, r := range st.routes {
 		path := r.Path
 		if path == "" {
@@ -64,6 +63,8 @@ func serve(ctx context.Context, cfg *Config, src *source, proc *procOptions, std
 	for _, tf := range st.tokens {
 		logger.Info("bridging by token", "token_file", tf.Path)
 	}
+
+	logger.Info("listening", "addr", ln.Addr().String(), "version", buildVersion(), "web", st.web)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

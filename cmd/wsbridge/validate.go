@@ -114,7 +114,8 @@ func validate(cfg *Config, src *source) (*settings, hcl.Diagnostics) {
 	v := &validator{src: src}
 	st := &settings{web: cfg.Web}
 
-	if _, port, err := net.SplitHostPort(cfg.Listen); err != nil || !validPort(port) {
+	// Port 0 asks the system for a free port; the log says which.
+	if _, port, err := net.SplitHostPort(cfg.Listen); err != nil || (port != "0" && !validPort(port)) {
 		v.errorf(src.at("listen"), "listen", "%q: want host:port, such as \"127.0.0.1:6080\" or \"[::]:6080\"", cfg.Listen)
 	}
 	st.listen = cfg.Listen
