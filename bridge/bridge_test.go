@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -380,4 +381,62 @@ func writeTokens(t testing.TB, content string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestTargetKinds bridges to a Unix socket and to an IPv6 loopback target.
+func TestTargetKinds(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "echo.sock")
+	uln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := uln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	t.Cleanup(func() { uln.Close() })
+	routes := []targets.Route{{Path: "/unix", Target: targets.Target{Name: "unix", Network: "unix", Address: sock}}}
+	if ln, err := net.Listen("tcp", "[::1]:0"); err == nil {
+		ln.Close()
+		v6addr := target6(t)
+		routes = append(routes, targets.Route{Path: "/v6", Target: targets.Target{Name: "v6", Network: "tcp", Address: v6addr}})
+	} else {
+		t.Logf("no IPv6 loopback: %v", err)
+	}
+	b := startBridge(t, routes, nil, nil)
+	for _, r := range routes {
+		c := dial(t, b.url+r.Path, "binary")
+		c.Write(t.Context(), websocket.MessageBinary, []byte("ping "+r.Path))
+		_, m, err := c.Read(t.Context())
+		if err != nil || string(m) != "ping "+r.Path {
+			t.Errorf("%s: echo = %q, %v", r.Path, m, err)
+		}
+		c.Close(websocket.StatusNormalClosure, "")
+	}
+	waitIdle(t, b)
+}
+
+// target6 is an echo target on the IPv6 loopback.
+func target6(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().String()
 }

@@ -186,7 +186,10 @@ func (s *session) finish(end ending, upDone, downDone bool, up, down <-chan erro
 			select {
 			case <-up:
 			case <-t.C:
+				// Also free a write stuck on a target that stopped reading,
+				// so the linger bounds the end.
 				s.ws.CloseNow()
+				s.tc.SetWriteDeadline(time.Now())
 				<-up
 			}
 			t.Stop()
