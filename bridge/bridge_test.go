@@ -385,26 +385,12 @@ func writeTokens(t testing.TB, content string) string {
 
 // TestTargetKinds bridges to a Unix socket and to an IPv6 loopback target.
 func TestTargetKinds(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "echo.sock")
-	uln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			c, err := uln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
-	t.Cleanup(func() { uln.Close() })
+	sock := targetOn(t, "unix", filepath.Join(t.TempDir(), "echo.sock"), echo)
 	routes := []targets.Route{{Path: "/unix", Target: targets.Target{Name: "unix", Network: "unix", Address: sock}}}
 	if ln, err := net.Listen("tcp", "[::1]:0"); err == nil {
 		ln.Close()
-		v6addr := target6(t)
-		routes = append(routes, targets.Route{Path: "/v6", Target: targets.Target{Name: "v6", Network: "tcp", Address: v6addr}})
+		v6 := targetOn(t, "tcp", "[::1]:0", echo)
+		routes = append(routes, targets.Route{Path: "/v6", Target: targets.Target{Name: "v6", Network: "tcp", Address: v6}})
 	} else {
 		t.Logf("no IPv6 loopback: %v", err)
 	}
@@ -419,24 +405,4 @@ func TestTargetKinds(t *testing.T) {
 		c.Close(websocket.StatusNormalClosure, "")
 	}
 	waitIdle(t, b)
-}
-
-// target6 is an echo target on the IPv6 loopback.
-func target6(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "[::1]:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
-	t.Cleanup(func() { ln.Close() })
-	return ln.Addr().String()
 }

@@ -52,7 +52,13 @@ func (w *tbWriter) logs() string {
 // The listener and every connection it accepted are closed at cleanup.
 func target(t testing.TB, handle func(c net.Conn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return targetOn(t, "tcp", "127.0.0.1:0", handle)
+}
+
+// targetOn is target on any network and address.
+func targetOn(t testing.TB, network, addr string, handle func(c net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
