@@ -53,9 +53,9 @@ func TestStaticFiles(t *testing.T) {
 		{"GET", "/nope", 404, ""},
 	}
 	for _, tt := range tests {
-		req, _ := http.NewRequest(tt.method, base+tt.path, nil)
-		if req == nil {
-			req = &http.Request{Method: tt.method}
+		req, err := http.NewRequest(tt.method, base+tt.path, nil)
+		if err != nil {
+			t.Fatal(err)
 		}
 		resp, err := noRedirect.Do(req)
 		if err != nil {
