@@ -306,3 +306,51 @@ func TestDialAfterUpgrade(t *testing.T) {
 	wantClose(t, err, websocket.StatusInternalError, "Failed to connect to downstream server")
 	waitIdle(t, b)
 }
+
+// TestLingerBoundsStalledTarget: the target streams but never reads, so the
+// bridge's write to it blocks; then the client vanishes, which the bridge
+// learns from a failed write to it. The session must end within the linger,
+// not after the (much longer) write timeout toward the target.
+//
+// (While the target sends nothing, a client that vanishes behind a blocked
+// target write is found by the write timeout: nothing reads the client.)
+func TestLingerBoundsStalledTarget(t *testing.T) {
+	addr := target(t, func(c net.Conn) {
+		buf := make([]byte, 4096)
+		for {
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+	b := startBridge(t, static(addr), nil, &bridge.Options{Linger: 200 * time.Millisecond, WriteTimeout: time.Minute})
+	var raw net.Conn
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			raw = c
+			return c, err
+		},
+	}}
+	c, _, err := websocket.Dial(t.Context(), b.url, &websocket.DialOptions{HTTPClient: hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	// Push until the bridge's write to the silent target blocks and the
+	// client's own writes block behind it.
+	go func() {
+		msg := make([]byte, 64<<10)
+		for c.Write(context.Background(), websocket.MessageBinary, msg) == nil {
+		}
+	}()
+	time.Sleep(time.Second)
+	raw.(*net.TCPConn).SetLinger(0)
+	raw.Close()
+	start := time.Now()
+	waitIdle(t, b)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("session took %v to end; the linger is 200ms", d)
+	}
+}

@@ -100,7 +100,7 @@ var errSubprotocol = errors.New(`unsupported subprotocol: wsbridge speaks "binar
 // answers no subprotocol and relays binary frames, as noVNC 1.x expects;
 // "binary" wins over "base64" wherever it stands in the list.
 func NegotiateSubprotocol(offered []string) (name string, m Mode, err error) {
-	any, b64 := false, false
+	other, b64 := false, false
 	for _, v := range offered {
 		for t := range strings.SplitSeq(v, ",") {
 			switch strings.TrimSpace(t) {
@@ -109,16 +109,15 @@ func NegotiateSubprotocol(offered []string) (name string, m Mode, err error) {
 				return protoBinary, Binary, nil
 			case protoBase64:
 				b64 = true
-				any = true
 			default:
-				any = true
+				other = true
 			}
 		}
 	}
 	switch {
 	case b64:
 		return protoBase64, Base64, nil
-	case any:
+	case other:
 		return "", Binary, errSubprotocol
 	}
 	return "", Binary, nil

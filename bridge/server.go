@@ -40,8 +40,10 @@ type Options struct {
 	// negative disables pings.
 	PingInterval time.Duration
 	// PongTimeout is how long a ping may wait for its pong before the
-	// session closes with 1001. Time the client reader spent blocked on a
-	// slow target does not count. Default 15s.
+	// session closes with 1001. Pongs are only read between client
+	// messages, so a late pong is forgiven (and the next ping decides) when
+	// the client reader wrote to the target during the wait, or is blocked
+	// writing to it. Default 15s.
 	PongTimeout time.Duration
 	// IdleTimeout closes a session with 1008 after this long without a byte
 	// in either direction. Zero disables it.

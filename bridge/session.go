@@ -103,10 +103,11 @@ func (s *session) run() ending {
 	go func() { down <- s.targetToClient() }()
 
 	var pingC, idleC, lifeC <-chan time.Time
+	var ping *time.Timer
 	if opts.PingInterval > 0 {
-		t := time.NewTimer(opts.PingInterval)
-		defer t.Stop()
-		pingC = t.C
+		ping = time.NewTimer(opts.PingInterval)
+		defer ping.Stop()
+		pingC = ping.C
 	}
 	pinger := &pinger{s: s}
 	var idle *time.Timer
@@ -148,7 +149,7 @@ func (s *session) run() ending {
 				end = ending{code: websocket.StatusGoingAway, reason: reasonPong, by: "client", send: true}
 			}
 			if end.code == 0 {
-				pingC = time.After(opts.PingInterval)
+				ping.Reset(opts.PingInterval)
 			}
 		case <-idleC:
 			if left := opts.IdleTimeout - time.Duration(time.Now().UnixNano()-s.lastActive.Load()); left > 0 {
@@ -181,22 +182,22 @@ func (s *session) finish(end ending, upDone, downDone bool, up, down <-chan erro
 	}
 
 	if !upDone {
-		if end.send {
-			t := time.NewTimer(time.Until(deadline))
-			select {
-			case <-up:
-			case <-t.C:
-				// Also free a write stuck on a target that stopped reading,
-				// so the linger bounds the end.
-				s.ws.CloseNow()
-				s.tc.SetWriteDeadline(time.Now())
-				<-up
-			}
-			t.Stop()
-		} else {
+		if !end.send {
+			// Nothing more to say to the client: stop reading it now, and
+			// let the message being written reach the target.
 			s.ws.CloseNow()
+		}
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case <-up:
+		case <-t.C:
+			// Also free a write stuck on a target that stopped reading, so
+			// the linger bounds the end.
+			s.ws.CloseNow()
+			s.tc.SetWriteDeadline(time.Now())
 			<-up
 		}
+		t.Stop()
 	}
 
 	if cw, ok := s.tc.(interface{ CloseWrite() error }); ok {
@@ -412,9 +413,10 @@ func (p *pinger) start(timeout time.Duration) {
 	}()
 }
 
-// excused reports whether the client reader was held up by the target
-// during the last ping, in which case a late pong proves nothing: pongs are
-// only read while the client reader runs.
+// excused reports whether the client reader wrote to the target during the
+// last ping, or is blocked writing to it now. Then a late pong proves
+// nothing: pongs are only read between client messages, and the client was
+// heard from anyway.
 func (p *pinger) excused() bool {
 	return p.s.waitStart.Load() != 0 || p.s.targetWait.Load() != p.waited
 }
