@@ -59,9 +59,9 @@ func NewTokenFile(path string, logger *slog.Logger) *TokenFile {
 	return &TokenFile{path: path, logger: logger}
 }
 
-// Load reads the files now. It returns an error if the path cannot be read,
-// and every syntax error (each as "file:line: message") joined together; the
-// lines that parsed are in use either way.
+// Load reads the files now. It returns every problem joined together: a
+// path or file that cannot be read as an *fs.PathError, each syntax error as
+// "file:line: message". The lines that parsed are in use either way.
 func (f *TokenFile) Load() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -111,8 +111,7 @@ func embeddedConfig() *Config {
 
 // source is a parsed bridge.hcl, kept for the positions of diagnostics.
 type source struct {
-	files map[string]*hcl.File
-	body  *hclsyntax.Body // nil when the config came from the command line
+	body *hclsyntax.Body // nil when the config came from the command line
 }
 
 // loadConfig parses and decodes the file over the defaults. A fresh parser
@@ -132,7 +131,7 @@ func loadConfig(path string) (*Config, *source, hcl.Diagnostics) {
 func parseConfig(src []byte, filename string) (*Config, *source, hcl.Diagnostics) {
 	p := hclparse.NewParser()
 	f, diags := p.ParseHCL(src, filename)
-	s := &source{files: p.Files()}
+	s := &source{}
 	if diags.HasErrors() {
 		return nil, s, diags
 	}

@@ -97,15 +97,7 @@ SIGINT or SIGTERM drains sessions and exits.
 `
 
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := newFlagSet("run", runUsage, stderr)
-	path := fs.String("config", "", "bridge.hcl `file` to run with")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("run takes no arguments, got %q", fs.Args())
-	}
-	cfg, src, err := configFrom(*path, stderr)
+	cfg, src, err := configCommand("run", runUsage, args, stderr)
 	if err != nil {
 		return err
 	}
@@ -120,15 +112,7 @@ configuration, or every problem with file:line:col, exiting with status 2.
 `
 
 func cmdCheck(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("check", checkUsage, stderr)
-	path := fs.String("config", "", "bridge.hcl `file` to check")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("check takes no arguments, got %q", fs.Args())
-	}
-	cfg, src, err := configFrom(*path, stderr)
+	cfg, src, err := configCommand("check", checkUsage, args, stderr)
 	if err != nil {
 		return err
 	}
@@ -142,6 +126,20 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	}
 	stdout.Write(formatConfig(cfg))
 	return nil
+}
+
+// configCommand parses the flags of a command that takes -config FILE and
+// nothing else, and loads the configuration.
+func configCommand(name, usage string, args []string, stderr io.Writer) (*Config, *source, error) {
+	fs := newFlagSet(name, usage, stderr)
+	path := fs.String("config", "", "bridge.hcl `file`")
+	if err := parseFlags(fs, args); err != nil {
+		return nil, nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, nil, usagef("%s takes no arguments, got %q", name, fs.Args())
+	}
+	return configFrom(*path, stderr)
 }
 
 // configFrom loads path, or returns the embedded defaults for "".

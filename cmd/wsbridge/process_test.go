@@ -183,3 +183,26 @@ func TestUsageErrorsExit2(t *testing.T) {
 		}
 	}
 }
+
+func TestUnreadableTokenFileStopsStart(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-such-tokens")
+	cfg := writeConfig(t, "listen = \"127.0.0.1:0\"\ntoken_file \"t\" {\n  path = \""+missing+"\"\n}\n")
+	out, err := exec.Command(wsbridgeBinary(t), "run", "-config", cfg).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("%v, want exit status 1\n%s", err, out)
+	}
+	if !strings.Contains(string(out), `token_file "t"`) || !strings.Contains(string(out), missing) {
+		t.Errorf("the error does not name the token file and its path:\n%s", out)
+	}
+}
+
+func TestBadTokenLinesDoNotStopStart(t *testing.T) {
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	os.WriteFile(tokens, []byte("good: 127.0.0.1:1\nbad line\n"), 0o600)
+	cfg := writeConfig(t, "listen = \"127.0.0.1:0\"\ntoken_file \"t\" {\n  path = \""+tokens+"\"\n}\n")
+	d := startDaemon(t, "run", "-config", cfg)
+	if !strings.Contains(d.log(), tokens+":2:") {
+		t.Errorf("the bad line is not logged with its position:\n%s", d.log())
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -124,8 +125,9 @@ func buildResolver(st *settings, logger *slog.Logger) (targets.Resolver, error) 
 	for _, tf := range st.tokens {
 		f := targets.NewTokenFile(tf.Path, logger)
 		if err := f.Load(); err != nil {
-			if _, serr := os.Stat(tf.Path); serr != nil {
-				return nil, fmt.Errorf("token_file %q: %w", tf.Name, serr)
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				return nil, fmt.Errorf("token_file %q: %w", tf.Name, pe)
 			}
 			logger.Error("token file has errors; the lines that parsed are in use", "path", tf.Path, "err", err)
 		}

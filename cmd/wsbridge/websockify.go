@@ -132,7 +132,6 @@ func parseWebsockify(args []string) (*Config, *procOptions, error) {
 	var positional []string
 	preferV6 := false
 	tokenPlugin, tokenSource := "", ""
-	var appliers []func() error
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
@@ -182,18 +181,9 @@ func parseWebsockify(args []string) (*Config, *procOptions, error) {
 				tokenPlugin = "TokenFile"
 			}
 		default:
-			apply := opt.apply
-			appliers = append(appliers, func() error {
-				if err := apply(cfg, proc, value); err != nil {
-					return usagef("%s %s: %v", opt.names[0], value, err)
-				}
-				return nil
-			})
-		}
-	}
-	for _, apply := range appliers {
-		if err := apply(); err != nil {
-			return nil, nil, err
+			if err := opt.apply(cfg, proc, value); err != nil {
+				return nil, nil, usagef("%s %s: %v", opt.names[0], value, err)
+			}
 		}
 	}
 
