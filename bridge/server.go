@@ -228,7 +228,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	sess.start = start
 	end := sess.run()
-	s.untrack(sess)
+	// Log before untracking, so that Shutdown, which waits for tracked
+	// sessions, never returns before their lines are written.
+	defer s.untrack(sess)
 	sess.log.Info("session",
 		"bytes_in", sess.bytesIn.Load(),
 		"bytes_out", sess.bytesOut.Load(),
