@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ErrNotFound is returned by a Resolver that has no target for a request. The
@@ -33,6 +34,24 @@ type Target struct {
 	Network string
 	// Address is "host:port" for tcp and a file path for unix.
 	Address string
+	// Allow, when set, limits what Dial may connect to. Targets from
+	// dynamic token sources carry their source's allowlist; configured
+	// targets have none.
+	Allow *Allowlist
+	// Settings overrides the bridge's session settings for this target, or
+	// is nil.
+	Settings *Settings
+}
+
+// Settings are the session settings a configured target may override. A
+// zero field keeps the bridge's setting.
+type Settings struct {
+	// DialTimeout bounds connecting to the target.
+	DialTimeout time.Duration
+	// PingInterval is the time between WebSocket pings; negative is off.
+	PingInterval time.Duration
+	// MessageLimit is the largest message a client may send, in bytes.
+	MessageLimit int64
 }
 
 // String returns the address in the form bridge.hcl accepts: "host:port" or

@@ -298,3 +298,80 @@ func FuzzParseTokens(f *testing.F) {
 		}
 	})
 }
+
+func TestRouterHostsAndTokens(t *testing.T) {
+	tg := func(name string) targets.Target { return targets.Target{Name: name, Network: "tcp", Address: "h:1"} }
+	r, err := targets.NewRouter([]targets.Route{
+		{Host: "desk1.example.com", Path: "/vnc", Target: tg("desk1-vnc")},
+		{Host: "Desk1.Example.com.", Target: tg("desk1")},
+		{Path: "/vnc", Target: tg("vnc")},
+		{Token: "s3cret", Target: tg("static")},
+	}, tokenMap{"dyn": tg("dynamic")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		req  targets.Request
+		want string
+	}{
+		{targets.Request{Host: "desk1.example.com:6080", Path: "/vnc"}, "desk1-vnc"},
+		{targets.Request{Host: "DESK1.example.com.", Path: "/vnc/"}, "desk1-vnc"},
+		{targets.Request{Host: "desk1.example.com", Path: "/other"}, "desk1"},
+		{targets.Request{Host: "desk2.example.com", Path: "/vnc"}, "vnc"},
+		{targets.Request{Host: "desk2.example.com", Path: "/", Token: "s3cret"}, "static"},
+		{targets.Request{Host: "desk2.example.com", Path: "/", Token: "dyn"}, "dynamic"},
+		{targets.Request{Host: "desk2.example.com", Path: "/", Token: "nope"}, ""},
+		{targets.Request{Host: "desk2.example.com", Path: "/", Token: "../x"}, ""},
+		{targets.Request{Host: "desk2.example.com", Path: "/"}, ""},
+		{targets.Request{Host: "[::1]:6080", Path: "/"}, ""},
+	}
+	for _, tt := range tests {
+		got, err := resolve(t, r, tt.req)
+		switch {
+		case tt.want == "" && !errors.Is(err, targets.ErrNotFound):
+			t.Errorf("Resolve(%+v) = %v, %v; want ErrNotFound", tt.req, got, err)
+		case tt.want != "" && (err != nil || got.Name != tt.want):
+			t.Errorf("Resolve(%+v) = %v, %v; want %s", tt.req, got, err, tt.want)
+		}
+	}
+	// A token the router refuses never reaches the source.
+	src := &counting{}
+	r, _ = targets.NewRouter(nil, src)
+	for _, tok := range []string{"a:b", "a/b", "..", "a\x00", strings.Repeat("x", targets.MaxJWTLen+1)} {
+		if _, err := resolve(t, r, targets.Request{Token: tok}); !errors.Is(err, targets.ErrBadToken) {
+			t.Errorf("Resolve(token %.20q) = %v, want ErrBadToken", tok, err)
+		}
+	}
+	if src.n != 0 {
+		t.Errorf("the source was asked %d times about malformed tokens", src.n)
+	}
+}
+
+type counting struct{ n int }
+
+func (c *counting) Resolve(context.Context, targets.Request) (targets.Target, error) {
+	c.n++
+	return targets.Target{}, targets.ErrNotFound
+}
+
+func TestRouterRefusesOverlaps(t *testing.T) {
+	a := targets.Target{Name: "a", Network: "tcp", Address: "h:1"}
+	tests := []struct {
+		name   string
+		routes []targets.Route
+		want   string
+	}{
+		{"same host", []targets.Route{{Host: "x.example", Target: a}, {Host: "X.example.", Target: a}}, "routed to both"},
+		{"same host and path", []targets.Route{{Host: "x", Path: "/a", Target: a}, {Host: "x", Path: "/a/", Target: a}}, "routed to both"},
+		{"same token", []targets.Route{{Token: "t", Target: a}, {Token: "t", Target: a}}, "routed to both"},
+		{"token with path", []targets.Route{{Token: "t", Path: "/a", Target: a}}, "cannot also have"},
+		{"bad token", []targets.Route{{Token: "a:b", Target: a}}, "malformed token"},
+		{"fallback with token route", []targets.Route{{Token: "t", Target: a}, {Target: a}}, "unknown tokens"},
+		{"host with port", []targets.Route{{Host: "x:80", Target: a}}, "without port"},
+	}
+	for _, tt := range tests {
+		if _, err := targets.NewRouter(tt.routes, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: NewRouter error = %v, want %q", tt.name, err, tt.want)
+		}
+	}
+}

@@ -71,6 +71,9 @@ func (f *TokenFile) Load() error {
 
 // Resolve implements Resolver with the request's token.
 func (f *TokenFile) Resolve(_ context.Context, r Request) (Target, error) {
+	if err := CheckToken(r.Token, MaxTokenLen); err != nil {
+		return Target{}, err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	changed, err := f.refresh()

@@ -19,7 +19,7 @@ var rules = map[string]struct {
 	external []string
 }{
 	"bridge":    {internal: []string{"targets", "ratelimit"}, external: []string{"github.com/coder/websocket"}},
-	"targets":   {},
+	"targets":   {external: []string{"github.com/redis/go-redis/v9", "github.com/golang-jwt/jwt/v5"}},
 	"ratelimit": {external: []string{"golang.org/x/time"}},
 	"service":   {external: []string{"github.com/kardianos/service"}},
 }

@@ -1,0 +1,44 @@
+package targets
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// FuzzJWTClaims feeds claim sets to the code that turns websockify's
+// "host" and "port" claims into a target: it must never panic, and what it
+// accepts must be a target the bridge can dial and print back.
+func FuzzJWTClaims(f *testing.F) {
+	for _, s := range []string{
+		`{"host":"10.0.0.5","port":5901}`, `{"host":"h","port":"22"}`, `{"host":"unix_socket","port":"/run/a"}`,
+		`{"host":"[::1]","port":1}`, `{"host":"::1","port":1}`, `{"host":"h","port":-1}`, `{"host":"h","port":1.5}`,
+		`{"host":"h","port":null}`, `{"host":"a/b","port":1}`, `{"host":"h","port":"1:2"}`, `{"exp":"x"}`, `[]`,
+		`{"host":"h","port":99999999999999999999}`, `{"host":"unix_socket","port":"rel"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var c jwtClaims
+		if json.Unmarshal(data, &c) != nil {
+			return
+		}
+		tg, err := c.target()
+		if err != nil {
+			return
+		}
+		switch tg.Network {
+		case "tcp":
+			back, err := ParseAddress(tg.Address)
+			if err != nil || back.Address != tg.Address {
+				t.Fatalf("claims %s gave %q, which does not parse back: %v", data, tg.Address, err)
+			}
+		case "unix":
+			if !strings.HasPrefix(tg.Address, "/") {
+				t.Fatalf("claims %s gave a relative socket %q", data, tg.Address)
+			}
+		default:
+			t.Fatalf("claims %s gave network %q", data, tg.Network)
+		}
+	})
+}
