@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/wsbridge/wsbridge/targets"
 )
 
 // decodeChunks runs the streaming decoder over src cut at the given sizes.
@@ -136,6 +140,51 @@ func FuzzSubprotocolHeader(f *testing.F) {
 		default:
 			if err == nil {
 				t.Fatalf("%q %q: accepted %q, want an error", h1, h2, name)
+			}
+		}
+	})
+}
+
+// FuzzExtractToken reads tokens from every place out of arbitrary requests:
+// never a panic, and a token that passes targets.CheckToken is always
+// something the request really carried in that place.
+func FuzzExtractToken(f *testing.F) {
+	f.Add("/t/abc", "token=x&a=1", "wsb=y; other=z", "desk1.example.com:6080")
+	f.Add("/", "token=a&token=b", "wsb=a; wsb=b", "[::1]:80")
+	f.Add("/t/", "token=%00", "wsb=", "")
+	f.Add("/t/a/b", "token=..%2F", `wsb="q"`, "Desk.Example.")
+	places := []TokenFrom{
+		{}, {Place: "path", PathPrefix: "/t/"}, {Place: "path"}, {Place: "cookie", Name: "wsb"}, {Place: "host"},
+	}
+	f.Fuzz(func(t *testing.T, path, query, cookie, host string) {
+		r := &http.Request{
+			URL:    &url.URL{Path: path, RawQuery: query},
+			Header: http.Header{"Cookie": {cookie}},
+			Host:   host,
+		}
+		for _, from := range places {
+			tok, err := ExtractToken(r, from)
+			if err != nil || tok == "" || targets.CheckToken(tok, targets.MaxJWTLen) != nil {
+				continue
+			}
+			var ok bool
+			switch from.Place {
+			case "":
+				q, _ := url.ParseQuery(query)
+				ok = q.Get("token") == tok
+			case "path":
+				prefix := from.PathPrefix
+				if prefix == "" {
+					prefix = "/"
+				}
+				ok = path == prefix+tok
+			case "cookie":
+				ok = strings.Contains(cookie, tok)
+			case "host":
+				ok = strings.Contains(strings.ToLower(host), tok)
+			}
+			if !ok {
+				t.Fatalf("%+v: token %q is not in the request %q %q %q %q", from, tok, path, query, cookie, host)
 			}
 		}
 	})

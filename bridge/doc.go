@@ -9,10 +9,15 @@
 //     negotiated (none, "binary" or "base64"; anything else is a 400), and
 //     the Origin checked; every refusal is an HTTP status with a short
 //     reason, logged once.
-//  3. The targets.Resolver picks the target from the path and the "token"
-//     query parameter; an unknown one is a 404.
-//  4. The target is dialled before the 101, so a dead target is a 502 (or
-//     a 404 when a token chose it, so tokens cannot be probed).
+//  3. A client address that spent its failed-lookup budget gets 429. The
+//     token is read from where Options.Token says (query, path, cookie or
+//     Host), and the targets.Resolver picks the target from the host, the
+//     path and the token; an unknown or malformed token is a 404 and
+//     spends one failure, a token source that is down a 503.
+//  4. The target is dialled before the 101, through targets.Target.Dial,
+//     which holds targets from dynamic sources to their allowlist. A dead
+//     target is a 502, or a 404 when a token chose it, so tokens cannot be
+//     probed; a target outside the allowlist is a 404 as well.
 //  5. websocket.Accept answers 101; two pumps relay bytes, one per
 //     direction, with pooled buffers and no allocation per message; the
 //     owner goroutine sends pings and watches the idle and lifetime limits.

@@ -3,23 +3,28 @@ package bridge
 import (
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"path"
 	"strings"
+	"time"
+
+	"github.com/wsbridge/wsbridge/targets"
 )
 
 // refusal is an answer given before the upgrade: an HTTP status and a short
 // plain-text reason. The reason is shown to the client and logged, so it
 // never carries internal error text or a token.
 type refusal struct {
-	status int
-	reason string
+	status     int
+	reason     string
+	retryAfter time.Duration // sent as Retry-After when positive
 }
 
 func (r *refusal) Error() string { return r.reason }
 
-func refuse(status int, reason string) *refusal { return &refusal{status, reason} }
+func refuse(status int, reason string) *refusal { return &refusal{status: status, reason: reason} }
 
 // isUpgrade reports whether r asks for a WebSocket. Such a request gets a
 // WebSocket answer (101 or a 4xx saying what is wrong) and never a static file.
@@ -176,10 +181,77 @@ func ValidOriginPattern(p string) error {
 	return nil
 }
 
-// tokenFromQuery returns the value of the "token" query parameter, trailing
+// TokenFrom says where the bridge reads a request's token.
+type TokenFrom struct {
+	// Place is "query" (the default, websockify's ?token=...), "path" (the
+	// path segment after PathPrefix), "cookie" or "host" (the Host header
+	// without its port, websockify's --host-token).
+	Place string
+	// Name is the query parameter or cookie that holds the token. Default
+	// "token".
+	Name string
+	// PathPrefix, for Place "path", is what comes before the token: with
+	// "/t/", a request for /t/abc carries the token "abc". Default "/".
+	PathPrefix string
+}
+
+// ValidTokenFrom checks a TokenFrom as configuration.
+func ValidTokenFrom(f TokenFrom) error {
+	switch f.Place {
+	case "", "query", "path", "cookie", "host":
+	default:
+		return fmt.Errorf("token place %q: want query, path, cookie or host", f.Place)
+	}
+	if f.PathPrefix != "" && (!strings.HasPrefix(f.PathPrefix, "/") || !strings.HasSuffix(f.PathPrefix, "/")) {
+		return fmt.Errorf("token path prefix %q must start and end with /", f.PathPrefix)
+	}
+	return nil
+}
+
+// ExtractToken reads the token from where f says, or returns "" when the
+// request carries none. What it returns is unchecked: targets.CheckToken
+// decides whether a token is well formed. Ambiguity (two token parameters
+// or cookies that differ) is refused rather than guessed at.
+func ExtractToken(r *http.Request, f TokenFrom) (string, error) {
+	name := f.Name
+	if name == "" {
+		name = "token"
+	}
+	switch f.Place {
+	case "", "query":
+		return tokenFromQuery(r.URL, name)
+	case "path":
+		prefix := f.PathPrefix
+		if prefix == "" {
+			prefix = "/"
+		}
+		tok, _ := strings.CutPrefix(r.URL.Path, prefix)
+		if len(tok) == len(r.URL.Path) {
+			return "", nil
+		}
+		return tok, nil
+	case "cookie":
+		tok := ""
+		for _, c := range r.CookiesNamed(name) {
+			if tok != "" && c.Value != tok {
+				return "", refuse(http.StatusBadRequest, "more than one token cookie")
+			}
+			tok = c.Value
+		}
+		return tok, nil
+	case "host":
+		if len(r.Header.Values("Host")) > 1 {
+			return "", refuse(http.StatusBadRequest, "more than one Host header")
+		}
+		return targets.RequestHost(r.Host), nil
+	}
+	return "", refuse(http.StatusInternalServerError, "token place not configured")
+}
+
+// tokenFromQuery returns the value of the token query parameter, trailing
 // newlines removed as websockify does. More than one token parameter is
 // refused rather than guessed at.
-func tokenFromQuery(u *url.URL) (string, *refusal) {
+func tokenFromQuery(u *url.URL, name string) (string, error) {
 	if u.RawQuery == "" {
 		return "", nil
 	}
@@ -187,7 +259,7 @@ func tokenFromQuery(u *url.URL) (string, *refusal) {
 	if err != nil {
 		return "", refuse(http.StatusBadRequest, "malformed query")
 	}
-	v := q["token"]
+	v := q[name]
 	switch len(v) {
 	case 0:
 		return "", nil

@@ -9,12 +9,14 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
 
+	"github.com/wsbridge/wsbridge/ratelimit"
 	"github.com/wsbridge/wsbridge/targets"
 )
 
@@ -81,6 +83,19 @@ type Options struct {
 	// patterns as in path.Match, or "null" for the opaque origin.
 	OriginPatterns []string
 
+	// Token says where requests carry their token. Default: the "token"
+	// query parameter.
+	Token TokenFrom
+	// FailedLookups is how many failed token lookups one client address
+	// (an IPv6 /64) may make per FailedLookupWindow; the failure that
+	// exhausts it gets the address 429 for FailedLookupBan, without any
+	// token source being asked. A target that is down counts as a failure
+	// when a token chose it, since the client sees the same 404. Defaults
+	// 5, 1m and 1m; a negative FailedLookups turns the budget off.
+	FailedLookups      int
+	FailedLookupWindow time.Duration
+	FailedLookupBan    time.Duration
+
 	// Files answers requests that are not WebSocket upgrades, for example
 	// a StaticFiles web root. Nil answers them with 426 Upgrade Required.
 	Files http.Handler
@@ -97,6 +112,12 @@ const (
 	defaultMessageLimit  = 64 << 10
 	defaultReadSize      = 64 << 10
 	minReadSize          = 512
+	defaultFailedLookups = 5
+	defaultFailWindow    = time.Minute
+	defaultFailBan       = time.Minute
+	// unavailableRetry is the Retry-After of a 503 while a token source is
+	// down.
+	unavailableRetry = 5 * time.Second
 )
 
 func (o *Options) withDefaults() Options {
@@ -118,6 +139,9 @@ func (o *Options) withDefaults() Options {
 	setDefault(&c.MessageLimit, defaultMessageLimit)
 	setDefault(&c.ReadSize, defaultReadSize)
 	c.ReadSize = max(c.ReadSize, minReadSize)
+	setDefault(&c.FailedLookups, defaultFailedLookups)
+	setDefault(&c.FailedLookupWindow, defaultFailWindow)
+	setDefault(&c.FailedLookupBan, defaultFailBan)
 	return c
 }
 
@@ -134,7 +158,8 @@ type Server struct {
 	resolver targets.Resolver
 	opts     Options
 	log      *slog.Logger
-	bufs     sync.Pool // *[]byte of opts.ReadSize
+	bufs     sync.Pool                // *[]byte of opts.ReadSize
+	failures *ratelimit.FailureBudget // nil when off
 
 	mu       sync.Mutex
 	draining bool
@@ -153,6 +178,7 @@ func New(r targets.Resolver, opts *Options) *Server {
 		sessions: make(map[*session]struct{}),
 	}
 	s.log = s.opts.Logger
+	s.failures = ratelimit.NewFailureBudget(s.opts.FailedLookups, s.opts.FailedLookupWindow, s.opts.FailedLookupBan)
 	size := s.opts.ReadSize
 	s.bufs.New = func() any {
 		b := make([]byte, size)
@@ -220,6 +246,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sess, rf := s.open(w, r, log)
 	if rf != nil {
 		log.Warn("refused", "status", rf.status, "reason", rf.reason)
+		if rf.retryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(rf.retryAfter.Round(time.Second)/time.Second)))
+		}
 		http.Error(w, rf.reason, rf.status)
 		return
 	}
@@ -258,41 +287,59 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, log *slog.Logger) 
 		log.Warn("origin refused", "origin", r.Header.Get("Origin"), "host", r.Host)
 		return nil, rf
 	}
-	token, rf := tokenFromQuery(r.URL)
-	if rf != nil {
+	remote, _ := netip.ParseAddrPort(r.RemoteAddr)
+	if left, banned := s.failures.Banned(remote.Addr(), time.Now()); banned {
+		rf := refuse(http.StatusTooManyRequests, "too many failed token lookups")
+		rf.retryAfter = left
 		return nil, rf
 	}
-	req := targets.Request{Path: r.URL.Path, Token: token, Host: r.Host}
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		req.Remote = ap
+	token, err := ExtractToken(r, s.opts.Token)
+	if err != nil {
+		return nil, err.(*refusal)
 	}
+	req := targets.Request{Path: r.URL.Path, Token: token, Host: r.Host, Remote: remote}
 	if token != "" {
 		log = log.With("token_hash", TokenHash(token))
+	}
+	// notFound answers like an unknown token and, when a token was
+	// presented, spends one of the client's failed lookups.
+	notFound := func() *refusal {
+		if token != "" && s.failures.Fail(remote.Addr(), time.Now()) {
+			log.Warn("failed token lookups: refusing this address", "for", s.opts.FailedLookupBan)
+		}
+		return refuse(http.StatusNotFound, "not found")
 	}
 	t, err := s.resolver.Resolve(r.Context(), req)
 	if err != nil {
 		log.Warn("no target", "err", err)
-		if errors.Is(err, targets.ErrNotFound) {
-			return nil, refuse(http.StatusNotFound, "not found")
+		switch {
+		case errors.Is(err, targets.ErrNotFound):
+			return nil, notFound()
+		case errors.Is(err, targets.ErrUnavailable):
+			rf := refuse(http.StatusServiceUnavailable, "token lookup unavailable")
+			rf.retryAfter = unavailableRetry
+			return nil, rf
 		}
 		return nil, refuse(http.StatusBadGateway, "target lookup failed")
 	}
 	log = log.With("target", targetLabel(t), "subprotocol", proto)
+	set := sessionSettings(&s.opts, t.Settings)
 
 	var tc net.Conn
 	if !s.opts.DialAfterUpgrade {
-		if tc, err = s.dial(r.Context(), t); err != nil {
+		if tc, err = t.Dial(r.Context(), set.DialTimeout); err != nil {
 			log.Warn("target unreachable", "err", err)
 			// With a token, a dead target answers like an unknown token,
-			// so that tokens cannot be probed.
-			if token != "" {
-				return nil, refuse(http.StatusNotFound, "not found")
+			// so that tokens cannot be probed; so does a target outside
+			// the allowlist.
+			if token != "" || errors.Is(err, targets.ErrNotAllowed) {
+				return nil, notFound()
 			}
 			return nil, refuse(http.StatusBadGateway, "target unreachable")
 		}
 	}
 
-	sess := &session{srv: s, mode: mode, tc: tc, log: log, stop: make(chan struct{})}
+	sess := &session{srv: s, mode: mode, tc: tc, log: log, ping: set.PingInterval, stop: make(chan struct{})}
 	if !s.track(sess) {
 		closeConn(tc)
 		return nil, refuse(http.StatusServiceUnavailable, "server is shutting down")
@@ -311,7 +358,7 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, log *slog.Logger) 
 		log.Warn("upgrade failed", "err", err)
 		return nil, nil
 	}
-	limit := s.opts.MessageLimit
+	limit := set.MessageLimit
 	if mode == Base64 {
 		// The limit counts the bytes a message carries, whatever the
 		// framing: base64 takes four characters for every three.
@@ -325,7 +372,7 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, log *slog.Logger) 
 	if tc == nil {
 		// websockify's order: the client has its 101 already, so a failed
 		// dial can only be told with a close code.
-		if sess.tc, err = s.dial(context.Background(), t); err != nil {
+		if sess.tc, err = t.Dial(context.Background(), set.DialTimeout); err != nil {
 			log.Warn("target unreachable", "err", err)
 			sess.failed = &ending{code: websocket.StatusInternalError, reason: "Failed to connect to downstream server", by: "target"}
 		}
@@ -333,9 +380,22 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, log *slog.Logger) 
 	return sess, nil
 }
 
-func (s *Server) dial(ctx context.Context, t targets.Target) (net.Conn, error) {
-	d := net.Dialer{Timeout: s.opts.DialTimeout}
-	return d.DialContext(ctx, t.Network, t.Address)
+// sessionSettings applies a target's overrides to the server's settings.
+func sessionSettings(o *Options, over *targets.Settings) targets.Settings {
+	set := targets.Settings{DialTimeout: o.DialTimeout, PingInterval: o.PingInterval, MessageLimit: o.MessageLimit}
+	if over != nil {
+		setNonZero(&set.DialTimeout, over.DialTimeout)
+		setNonZero(&set.PingInterval, over.PingInterval)
+		setNonZero(&set.MessageLimit, over.MessageLimit)
+	}
+	return set
+}
+
+func setNonZero[T comparable](p *T, v T) {
+	var zero T
+	if v != zero {
+		*p = v
+	}
 }
 
 func offer(proto string) []string {

@@ -63,6 +63,7 @@ type session struct {
 	tc   net.Conn
 	mode Mode
 	log  *slog.Logger
+	ping time.Duration // ping interval; <= 0 is off
 
 	start  time.Time
 	failed *ending // set when the session ends before it starts
@@ -104,8 +105,8 @@ func (s *session) run() ending {
 
 	var pingC, idleC, lifeC <-chan time.Time
 	var ping *time.Timer
-	if opts.PingInterval > 0 {
-		ping = time.NewTimer(opts.PingInterval)
+	if s.ping > 0 {
+		ping = time.NewTimer(s.ping)
 		defer ping.Stop()
 		pingC = ping.C
 	}
@@ -149,7 +150,7 @@ func (s *session) run() ending {
 				end = ending{code: websocket.StatusGoingAway, reason: reasonPong, by: "client", send: true}
 			}
 			if end.code == 0 {
-				ping.Reset(opts.PingInterval)
+				ping.Reset(s.ping)
 			}
 		case <-idleC:
 			if left := opts.IdleTimeout - time.Duration(time.Now().UnixNano()-s.lastActive.Load()); left > 0 {

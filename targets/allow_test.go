@@ -101,7 +101,6 @@ func TestDialChecksResolvedAddress(t *testing.T) {
 	}
 }
 
-
 func TestUnixContainment(t *testing.T) {
 	base := t.TempDir()
 	dir := filepath.Join(base, "vnc")
