@@ -57,24 +57,111 @@ session {
   dial_after_upgrade = false
 }
 
-# Targets. A request whose path equals a target's path goes there. A target
-# without path takes every other request, unless token files are configured
-# (then an unknown token must not fall through to it, so that is an error).
+# Where requests carry their token, and what failed lookups cost.
+token {
+  from        = "query" # query (?token=..., websockify), path, cookie or host (websockify --host-token)
+  name        = "token" # the query parameter or cookie
+  path_prefix = "/"     # for from = "path": "/t/" reads the token of /t/abc
+
+  # A client address (an IPv6 /64) that fails this many token lookups in
+  # failure_window gets 429 for ban, without any source being asked. A
+  # target that is down counts when a token chose it: the client sees the
+  # same 404 either way, so tokens cannot be probed. 0 is off.
+  max_failures   = 5
+  failure_window = "1m"
+  ban            = "1m"
+}
+
+# Targets. A request goes to the most specific match: a target with its
+# host and path, then one with its path, then one with its host, then (if
+# the request has a token) one with its token, then the token sources in
+# the order they appear below. A target with none of path, host and token
+# takes every other request, unless tokens are in use (then an unknown
+# token must not fall through to it, so that is an error).
 # Addresses: "host:port", "[v6]:port" or "unix:/absolute/path".
+# dial_timeout, ping_interval and message_limit override the session block.
 target "desktop" {
   address = "127.0.0.1:5900"
   path    = "/vnc"
 }
 
 target "shell" {
-  address = "unix:/run/ttyd/ttyd.sock"
-  path    = "/term"
+  address       = "unix:/run/ttyd/ttyd.sock"
+  path          = "/term"
+  ping_interval = "10s"
 }
+
+target "kiosk" {
+  address = "10.0.0.40:5900"
+  host    = "kiosk.example.com" # requests whose Host is this name
+}
+
+target "lab" {
+  address       = "10.0.0.41:5900"
+  token         = env("LAB_TOKEN", "lab-7f3c9a1e") # a static token; never logged
+  message_limit = "1MiB"
+}
+
+# Token sources. Tokens are 1 to 256 characters of A-Z a-z 0-9 - . _ ~ + = @
+# (4096 for JWTs), without "..": anything else is refused before a lookup.
+# Sources whose targets come from outside this file (token_redis,
+# token_jwt, token_http) must say which targets they may name:
+#   allow = ["10.0.0.0/8:5900-5999", "[fd00::/8]:22", "unix:/run/vnc"]
+# checked against the address actually dialled, after DNS.
 
 # websockify token files: lines of "token: host:port" (also [::1]:5901,
 # ::1:5901 and unix_socket:/path), # comments. A directory means every
-# file in it. Files are re-read when they change. Requests carry the token
-# as ?token=... (noVNC: vnc.html?path=websockify%3Ftoken%3D...).
+# file in it. Files are re-read when they change. style = "names" reads
+# websockify's TokenFileName layout instead: the file name is the token,
+# the content the target. allow is optional here.
 token_file "desktops" {
-  path = "/etc/wsbridge/tokens"
+  path  = "/etc/wsbridge/tokens"
+  style = "lines"
+}
+
+# websockify's TokenRedis: key "namespace:token" (or "token"), value
+# {"host": "host:port"} or "host:port". Several wsbridge instances behind
+# a load balancer share one map this way. Found targets are cached for
+# cache_ttl; while Redis is down, other lookups answer 503.
+token_redis "fleet" {
+  address   = "127.0.0.1:6379"
+  db        = 0
+  username  = ""
+  password  = env("WSBRIDGE_REDIS_PASSWORD", "")
+  namespace = "wsbridge"
+  timeout   = "2s"
+  cache_ttl = "5s"
+  allow     = ["10.0.0.0/8:5900-5999"]
+}
+
+# websockify's JWTTokenApi: the token is a signed JWT whose claims "host"
+# and "port" name the target. key_file is a PEM public key, certificate or
+# private key, or an HMAC secret (base64url, as websockify reads it, or
+# secret_encoding = "raw"). The algorithms are pinned; alg "none" and
+# encrypted tokens are refused.
+token_jwt "signed" {
+  key_file        = "/etc/wsbridge/jwt-public.pem"
+  algorithms      = ["RS256"]
+  audience        = "wsbridge" # "" skips the aud check
+  require_exp     = true       # websockify accepts tokens without exp
+  leeway          = "0s"       # clock skew forgiven on exp and nbf
+  secret_encoding = "base64url"
+  allow           = ["10.0.0.0/8:5900-5999"]
+}
+
+# websockify's JSONTokenApi: GET the URL with the token in place of %s
+# (percent-encoded); a 2xx reply {"host": "h", "port": 5900} or
+# "host:port" names the target, a 4xx means "unknown token", anything else
+# (or no answer within timeout) answers 503.
+token_http "lookup" {
+  url       = "http://127.0.0.1:8000/tokens/%s"
+  timeout   = "2s"
+  cache_ttl = "5s"
+  allow     = ["10.0.0.0/8:5900-5999"]
+}
+
+# websockify's UnixDomainSocketDirectory: the token names a Unix socket in
+# this directory. Symbolic links, .. and other directories are refused.
+socket_dir "vms" {
+  path = "/run/vnc"
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -242,7 +243,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	log := s.log.With("remote", r.RemoteAddr, "path", r.URL.Path)
+	log := s.log.With("remote", r.RemoteAddr, "path", s.logPath(r))
 	sess, rf := s.open(w, r, log)
 	if rf != nil {
 		log.Warn("refused", "status", rf.status, "reason", rf.reason)
@@ -269,6 +270,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"ended_by", end.by)
 }
 
+// logPath is the request path as logs show it: with tokens read from the
+// path, the token is left out (the log line carries its hash).
+func (s *Server) logPath(r *http.Request) string {
+	if s.opts.Token.Place != "path" {
+		return r.URL.Path
+	}
+	prefix := s.opts.Token.PathPrefix
+	if prefix == "" {
+		prefix = "/"
+	}
+	if strings.HasPrefix(r.URL.Path, prefix) && len(r.URL.Path) > len(prefix) {
+		return prefix + "(token)"
+	}
+	return r.URL.Path
+}
+
 // open runs every check, resolves and dials the target, and upgrades. It
 // returns a refusal for the caller to answer, or a session, or neither when
 // Accept answered the client itself.
@@ -284,7 +301,11 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, log *slog.Logger) 
 		return nil, refuse(http.StatusBadRequest, err.Error())
 	}
 	if rf := checkOrigin(r, s.opts.OriginPatterns); rf != nil {
-		log.Warn("origin refused", "origin", r.Header.Get("Origin"), "host", r.Host)
+		host := r.Host
+		if s.opts.Token.Place == "host" {
+			host = "(token)" // the Host header is the token
+		}
+		log.Warn("origin refused", "origin", r.Header.Get("Origin"), "host", host)
 		return nil, rf
 	}
 	remote, _ := netip.ParseAddrPort(r.RemoteAddr)

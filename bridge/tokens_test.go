@@ -88,6 +88,9 @@ func TestTokenPlaces(t *testing.T) {
 			if resp := rawHandshake(t, b.url, tt.bad[0], tt.bad[1:]...); resp.StatusCode != tt.wantBad {
 				t.Errorf("bad %q: status %d, want %d", tt.bad, resp.StatusCode, tt.wantBad)
 			}
+			if tt.from.Place == "path" && strings.Contains(b.log.logs(), "good") {
+				t.Errorf("a token from the path reached the log:\n%s", b.log.logs())
+			}
 			if tt.dupe != nil {
 				if resp := rawHandshake(t, b.url, tt.dupe[0], tt.dupe[1:]...); resp.StatusCode != tt.wantDupe {
 					t.Errorf("ambiguous %q: status %d, want %d", tt.dupe, resp.StatusCode, tt.wantDupe)

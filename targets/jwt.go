@@ -223,7 +223,7 @@ var hmacSizes = map[string]int{"HS256": 32, "HS384": 48, "HS512": 64}
 func hmacSecret(data []byte, encoding string, algs []string) ([]byte, error) {
 	var secret []byte
 	switch encoding {
-	case "base64url":
+	case "", "base64url":
 		s := strings.TrimRight(strings.TrimSpace(string(data)), "=")
 		var err error
 		if secret, err = base64.RawURLEncoding.DecodeString(s); err != nil {
@@ -244,4 +244,28 @@ func hmacSecret(data []byte, encoding string, algs []string) ([]byte, error) {
 		}
 	}
 	return secret, nil
+}
+
+// KeyAlgorithms returns every algorithm that fits the key in data (see
+// ParseJWTKey): the websockify command line, which has no way to name
+// algorithms, pins the key's family this way.
+func KeyAlgorithms(data []byte, encoding string) ([]string, error) {
+	for _, family := range [][]string{
+		{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"},
+		{"ES256", "ES384", "ES512"},
+		{"EdDSA"},
+		{"HS512", "HS384", "HS256"},
+	} {
+		var fit []string
+		for _, a := range family {
+			if _, err := ParseJWTKey(data, encoding, []string{a}); err == nil {
+				fit = append(fit, a)
+			}
+		}
+		if len(fit) > 0 {
+			return fit, nil
+		}
+	}
+	_, err := ParseJWTKey(data, encoding, []string{"HS256"})
+	return nil, err
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -66,6 +67,7 @@ func NewRedis(opts *RedisOptions) *Redis {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	quietRedis.Do(func() { redis.SetLogger(discardRedisLog{}) })
 	c := redis.NewClient(&redis.Options{
 		Addr:            o.Addr,
 		DB:              o.DB,
@@ -80,6 +82,14 @@ func NewRedis(opts *RedisOptions) *Redis {
 	})
 	return &Redis{opts: o, client: c, cache: cache{ttl: o.CacheTTL}}
 }
+
+// quietRedis silences go-redis's own logger, which writes to standard
+// error: Resolve reports an outage once, through the source's Logger.
+var quietRedis sync.Once
+
+type discardRedisLog struct{}
+
+func (discardRedisLog) Printf(context.Context, string, ...any) {}
 
 func setDefault[T comparable](p *T, def T) {
 	var zero T

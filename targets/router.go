@@ -202,3 +202,25 @@ func (c Chain) Resolve(ctx context.Context, r Request) (Target, error) {
 	}
 	return Target{}, fmt.Errorf("no source knows the token: %w", ErrNotFound)
 }
+
+// Restrict returns a Resolver that gives every target r finds the
+// allowlist a, so that Dial refuses what a does not allow.
+func Restrict(r Resolver, a *Allowlist) Resolver {
+	if a == nil {
+		return r
+	}
+	return restricted{r, a}
+}
+
+type restricted struct {
+	r Resolver
+	a *Allowlist
+}
+
+func (x restricted) Resolve(ctx context.Context, req Request) (Target, error) {
+	t, err := x.r.Resolve(ctx, req)
+	if err == nil {
+		t.Allow = x.a
+	}
+	return t, err
+}

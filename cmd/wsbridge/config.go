@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
@@ -29,9 +31,18 @@ type Config struct {
 	Log     *LogConfig     `hcl:"log,block"`
 	HTTP    *HTTPConfig    `hcl:"http,block"`
 	Session *SessionConfig `hcl:"session,block"`
+	Token   *TokenConfig   `hcl:"token,block"`
 
-	Targets    []TargetConfig    `hcl:"target,block"`
-	TokenFiles []TokenFileConfig `hcl:"token_file,block"`
+	Targets []TargetConfig `hcl:"target,block"`
+
+	// Token sources, asked in the order the file lists them.
+	TokenFiles  []TokenFileConfig  `hcl:"token_file,block"`
+	TokenRedis  []TokenRedisConfig `hcl:"token_redis,block"`
+	TokenJWT    []TokenJWTConfig   `hcl:"token_jwt,block"`
+	TokenHTTP   []TokenHTTPConfig  `hcl:"token_http,block"`
+	SocketDirs  []SocketDirConfig  `hcl:"socket_dir,block"`
+	sourceOrder []string           // "type name" in order, when not from a file
+	allowAny    bool               // websockify command line without --allow
 }
 
 // LogConfig is the log block.
@@ -63,15 +74,76 @@ type SessionConfig struct {
 	DialAfterUpgrade bool   `hcl:"dial_after_upgrade,optional"`
 }
 
-// TargetConfig is a target block.
+// TokenConfig is the token block: where requests carry their token, and
+// the budget of failed lookups per client address.
+type TokenConfig struct {
+	From          string `hcl:"from,optional"`        // query, path, cookie or host
+	Name          string `hcl:"name,optional"`        // query parameter or cookie
+	PathPrefix    string `hcl:"path_prefix,optional"` // for from = "path"
+	MaxFailures   int    `hcl:"max_failures,optional"`
+	FailureWindow string `hcl:"failure_window,optional"`
+	Ban           string `hcl:"ban,optional"`
+}
+
+// TargetConfig is a target block. The overrides are "" to keep the
+// session block's setting.
 type TargetConfig struct {
 	Name    string `hcl:"name,label"`
 	Address string `hcl:"address"`
 	Path    string `hcl:"path,optional"`
+	Host    string `hcl:"host,optional"`
+	Token   string `hcl:"token,optional"`
+
+	DialTimeout  string `hcl:"dial_timeout,optional"`
+	PingInterval string `hcl:"ping_interval,optional"`
+	MessageLimit string `hcl:"message_limit,optional"`
 }
 
 // TokenFileConfig is a token_file block.
 type TokenFileConfig struct {
+	Name  string   `hcl:"name,label"`
+	Path  string   `hcl:"path"`
+	Style string   `hcl:"style,optional"` // lines (TokenFile) or names (TokenFileName)
+	Allow []string `hcl:"allow,optional"`
+}
+
+// TokenRedisConfig is a token_redis block.
+type TokenRedisConfig struct {
+	Name      string   `hcl:"name,label"`
+	Address   string   `hcl:"address,optional"`
+	DB        int      `hcl:"db,optional"`
+	Username  string   `hcl:"username,optional"`
+	Password  string   `hcl:"password,optional"`
+	Namespace string   `hcl:"namespace,optional"`
+	Timeout   string   `hcl:"timeout,optional"`
+	CacheTTL  string   `hcl:"cache_ttl,optional"`
+	Allow     []string `hcl:"allow,optional"`
+}
+
+// TokenJWTConfig is a token_jwt block.
+type TokenJWTConfig struct {
+	Name           string   `hcl:"name,label"`
+	KeyFile        string   `hcl:"key_file"`
+	Algorithms     []string `hcl:"algorithms,optional"`
+	Audience       string   `hcl:"audience,optional"`
+	RequireExp     *bool    `hcl:"require_exp,optional"`
+	Leeway         string   `hcl:"leeway,optional"`
+	SecretEncoding string   `hcl:"secret_encoding,optional"`
+	Allow          []string `hcl:"allow,optional"`
+}
+
+// TokenHTTPConfig is a token_http block.
+type TokenHTTPConfig struct {
+	Name     string   `hcl:"name,label"`
+	URL      string   `hcl:"url"`
+	Timeout  string   `hcl:"timeout,optional"`
+	CacheTTL string   `hcl:"cache_ttl,optional"`
+	Allow    []string `hcl:"allow,optional"`
+}
+
+// SocketDirConfig is a socket_dir block (websockify's
+// UnixDomainSocketDirectory).
+type SocketDirConfig struct {
 	Name string `hcl:"name,label"`
 	Path string `hcl:"path"`
 }
@@ -97,6 +169,14 @@ func defaultConfig() *Config {
 			Linger:       "5s",
 			MessageLimit: "64KiB",
 			ReadSize:     "64KiB",
+		},
+		Token: &TokenConfig{
+			From:          "query",
+			Name:          "token",
+			PathPrefix:    "/",
+			MaxFailures:   5,
+			FailureWindow: "1m",
+			Ban:           "1m",
 		},
 	}
 }
@@ -230,9 +310,57 @@ func (s *source) at(path ...string) *hcl.Range {
 	return nil
 }
 
-// formatConfig prints cfg as HCL, as `wsbridge check` shows it.
+// fromFile reports whether the config came from a file, not the command
+// line.
+func (s *source) fromFile() bool { return s != nil && s.body != nil }
+
+// blockAt returns the definition range of the labelled block, or nil.
+func (s *source) blockAt(kind, name string) *hcl.Range {
+	if s == nil || s.body == nil {
+		return nil
+	}
+	for _, b := range s.body.Blocks {
+		if b.Type == kind && len(b.Labels) > 0 && b.Labels[0] == name {
+			r := b.DefRange()
+			return &r
+		}
+	}
+	return nil
+}
+
+// formatConfig prints cfg as HCL, as `wsbridge check` shows it, with
+// static tokens and passwords replaced: the output may end up in a ticket.
 func formatConfig(cfg *Config) []byte {
+	c := *cfg
+	c.Targets = slices.Clone(c.Targets)
+	for i := range c.Targets {
+		redact(&c.Targets[i].Token)
+	}
+	c.TokenRedis = slices.Clone(c.TokenRedis)
+	for i := range c.TokenRedis {
+		redact(&c.TokenRedis[i].Password)
+	}
 	f := hclwrite.NewEmptyFile()
-	gohcl.EncodeIntoBody(cfg, f.Body())
+	gohcl.EncodeIntoBody(&c, f.Body())
+	// Unset optional settings of targets and sources print as nothing, not
+	// as "" or null, which would read as values.
+	for _, b := range f.Body().Blocks() {
+		if len(b.Labels()) == 0 {
+			continue
+		}
+		for name, a := range b.Body().Attributes() {
+			if v := strings.TrimSpace(string(a.Expr().BuildTokens(nil).Bytes())); v == `""` || v == "null" {
+				b.Body().RemoveAttribute(name)
+			}
+		}
+	}
 	return hclwrite.Format(f.Bytes())
+}
+
+const redacted = "(redacted)"
+
+func redact(s *string) {
+	if *s != "" {
+		*s = redacted
+	}
 }

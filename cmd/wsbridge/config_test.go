@@ -19,13 +19,19 @@ func TestExampleConfig(t *testing.T) {
 	if diags.HasErrors() {
 		t.Fatalf("bridge.hcl: %v", diags)
 	}
-	if st.listen != "127.0.0.1:6080" || len(st.routes) != 2 || len(st.tokens) != 1 {
-		t.Errorf("bridge.hcl decoded to listen %q, %d routes, %d token files", st.listen, len(st.routes), len(st.tokens))
+	var order []string
+	for _, s := range st.sources {
+		order = append(order, s.label())
+	}
+	if st.listen != "127.0.0.1:6080" || len(st.routes) != 4 || strings.Join(order, ",") !=
+		`token_file "desktops",token_redis "fleet",token_jwt "signed",token_http "lookup",socket_dir "vms"` {
+		t.Errorf("bridge.hcl decoded to listen %q, %d routes, sources %q", st.listen, len(st.routes), order)
 	}
 	// The example states every default: decoding it must change nothing
-	// but the targets.
+	// but the targets and sources.
 	want := defaultConfig()
-	want.Targets, want.TokenFiles = cfg.Targets, cfg.TokenFiles
+	want.Targets, want.TokenFiles, want.TokenRedis, want.TokenJWT, want.TokenHTTP, want.SocketDirs =
+		cfg.Targets, cfg.TokenFiles, cfg.TokenRedis, cfg.TokenJWT, cfg.TokenHTTP, cfg.SocketDirs
 	if got, w := formatConfig(cfg), formatConfig(want); !bytes.Equal(got, w) {
 		t.Errorf("bridge.hcl does not show the defaults:\n%s\nwant\n%s", got, w)
 	}
@@ -68,12 +74,32 @@ func TestConfigDiagnostics(t *testing.T) {
 		{"duplicate target", "target \"a\" {\n  address = \"h:1\"\n  path = \"/a\"\n}\ntarget \"a\" {\n  address = \"h:2\"\n  path = \"/b\"\n}\n",
 			[]string{`bridge.hcl:5:1: Duplicate target "a"`}},
 		{"same path", "target \"a\" {\n  address = \"h:1\"\n  path = \"/x\"\n}\ntarget \"b\" {\n  address = \"h:2\"\n  path = \"/x/\"\n}\n",
-			[]string{`bridge.hcl:7:10: Invalid target "b" path: path "/x" is already routed to target "a"`}},
+			[]string{`bridge.hcl:7:10: Invalid target "b" path: target "a" already takes the requests with this path`}},
 		{"bad address", "target \"a\" {\n  address = \"nohost\"\n}\n", []string{`bridge.hcl:2:13: Invalid target "a" address`}},
 		{"relative unix", "target \"a\" {\n  address = \"unix:x.sock\"\n}\n", []string{`bridge.hcl:2:13: Invalid target "a" address: unix socket path "x.sock" must be absolute`}},
 		{"fallback with tokens", "target \"a\" {\n  address = \"h:1\"\n}\ntoken_file \"t\" {\n  path = \"/x\"\n}\n",
-			[]string{`bridge.hcl:2:13: Invalid target "a": a target without path would take every request whose token is unknown`}},
+			[]string{`bridge.hcl:2:13: Invalid target "a": a target without path, host or token would take every request whose token is unknown`}},
 		{"no target", "listen = \"127.0.0.1:1\"\n", []string{"No target"}},
+		{"redis without allow", "token_redis \"r\" {\n  address = \"127.0.0.1:6379\"\n}\n",
+			[]string{`bridge.hcl:1:1: Invalid token_redis "r" allow: this source names targets from outside the configuration`}},
+		{"jwt without allow or algorithms", "token_jwt \"j\" {\n  key_file = \"/k\"\n}\n",
+			[]string{`bridge.hcl:1:1: Invalid token_jwt "j" allow`, `bridge.hcl:2:14: Invalid token_jwt "j" algorithms: name the accepted algorithms`}},
+		{"http bad url and allow", "token_http \"h\" {\n  url = \"http://x/t\"\n  allow = [\"10.0.0.1/8\"]\n}\n",
+			[]string{`bridge.hcl:2:9: Invalid token_http "h" url: lookup URL "http://x/t" must hold exactly one %s`,
+				`bridge.hcl:3:11: Invalid token_http "h" allow: allow "10.0.0.1/8"`}},
+		{"empty allow", "token_http \"h\" {\n  url = \"http://x/%s\"\n  allow = []\n}\n", []string{`bridge.hcl:1:1: Invalid token_http "h" allow`}},
+		{"bad style", "token_file \"t\" {\n  path = \"/t\"\n  style = \"csv\"\n}\n", []string{`bridge.hcl:3:11: Invalid token_file "t" style: "csv"`}},
+		{"same host", "target \"a\" {\n  address = \"h:1\"\n  host = \"x.example\"\n}\ntarget \"b\" {\n  address = \"h:2\"\n  host = \"X.example.\"\n}\n",
+			[]string{`bridge.hcl:7:10: Invalid target "b" host: target "a" already takes the requests with this host`}},
+		{"same token", "target \"a\" {\n  address = \"h:1\"\n  token = \"t1\"\n}\ntarget \"b\" {\n  address = \"h:2\"\n  token = \"t1\"\n}\n",
+			[]string{`bridge.hcl:7:11: Invalid target "b" token: target "a" already takes the requests with this token`}},
+		{"token and path", "target \"a\" {\n  address = \"h:1\"\n  token = \"t1\"\n  path = \"/a\"\n}\n",
+			[]string{`bridge.hcl:3:11: Invalid target "a" token: a target chosen by token cannot also have a path or host`}},
+		{"bad static token", "target \"a\" {\n  address = \"h:1\"\n  token = \"a/b\"\n}\n", []string{`bridge.hcl:3:11: Invalid target "a" token`}},
+		{"bad override", "target \"a\" {\n  address = \"h:1\"\n  dial_timeout = \"soon\"\n  message_limit = \"1XB\"\n}\n",
+			[]string{`bridge.hcl:3:18: Invalid target.a.dial_timeout`, `bridge.hcl:4:19: Invalid target.a.message_limit`}},
+		{"bad token place", "token {\n  from = \"header\"\n}\ntarget \"a\" {\n  address = \"h:1\"\n}\n", []string{`bridge.hcl:2:10: Invalid token: token place "header"`}},
+		{"relative socket dir", "socket_dir \"s\" {\n  path = \"run/vnc\"\n}\n", []string{`bridge.hcl:2:10: Invalid socket_dir "s" path`}},
 		{"bad listen", "listen = \"127.0.0.1:x\"\ntarget \"a\" {\n  address = \"h:1\"\n}\n", []string{`bridge.hcl:1:10: Invalid listen`}},
 		{"bad origin", "http {\n  origins = [\"[\"]\n}\ntarget \"a\" {\n  address = \"h:1\"\n}\n", []string{`bridge.hcl:2:13: Invalid http.origins`}},
 		{"env unset", "web = env(\"WSBRIDGE_TEST_UNSET\")\n", []string{"bridge.hcl:1:7: Error in function call", "WSBRIDGE_TEST_UNSET is not set"}},

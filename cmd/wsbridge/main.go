@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -116,14 +117,17 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if _, diags := validate(cfg, src); diags.HasErrors() {
+	st, diags := validate(cfg, src)
+	if diags.HasErrors() {
 		printDiags(stderr, diags)
 		return errReported
 	}
-	if err := checkTokenFiles(cfg); err != nil {
+	_, closeSources, err := buildResolver(context.Background(), st, slog.New(slog.DiscardHandler), true)
+	if err != nil {
 		fmt.Fprintf(stderr, "%v\n", err)
 		return errReported
 	}
+	closeSources()
 	stdout.Write(formatConfig(cfg))
 	return nil
 }
@@ -210,7 +214,7 @@ Each command takes -h.
 const websockifyHelp = `wsbridge speaks websockify's command line:
 
   wsbridge [options] [source_addr:]source_port target_addr:target_port
-  wsbridge [options] --token-plugin TokenFile --token-source FILE_OR_DIR [source_addr:]source_port
+  wsbridge [options] --token-plugin PLUGIN --token-source SOURCE [--allow CIDR[:PORTS]]... [source_addr:]source_port
   wsbridge [options] --unix-target FILE [source_addr:]source_port
 
 A bare source_port listens on every IPv4 address (every address with -6).
@@ -222,8 +226,20 @@ Supported:
   --file-only              accepted: wsbridge never lists directories
   -6, --prefer-ipv6        a bare source_port listens on every IPv6 and IPv4 address
   --unix-target FILE       bridge to a Unix socket
-  --token-plugin TokenFile|ReadOnlyTokenFile --token-source FILE_OR_DIR
+  --token-plugin PLUGIN --token-source SOURCE, where PLUGIN and SOURCE are:
+      TokenFile, ReadOnlyTokenFile   a token file or a directory of them
+      TokenFileName                  a directory: file name = token, content = target
+      TokenRedis                     host[:port[:db[:password[:namespace]]]]
+      JWTTokenApi                    a key file (PEM public key, or HMAC secret)
+      JSONTokenApi, BaseTokenAPI     a URL with %s where the token goes
+      UnixDomainSocketDirectory      a directory of Unix sockets; token = socket name
   --target-config FILE     same as --token-plugin TokenFile --token-source FILE
+  --host-token             read the token from the Host header, not ?token=
+  --allow CIDR[:PORTS]     (wsbridge's own, repeatable) the targets a token plugin
+                           may name, such as 10.0.0.0/8:5900-5999 or [::1]:22;
+                           checked against the address actually dialled. Without
+                           it every target the plugin names is reachable, as in
+                           websockify, and wsbridge warns at start
   --heartbeat SECONDS      ping interval (wsbridge pings every 25s by default, and
                            also ends sessions whose pong is 15s late)
   --idle-timeout SECONDS   exit after SECONDS without any session

@@ -73,6 +73,20 @@ func (d *daemon) log() string {
 	return d.logs.String()
 }
 
+// waitLog waits until the log holds substr: the log is read from a pipe,
+// so a line the process wrote a moment ago may not be in yet.
+func (d *daemon) waitLog(t *testing.T, substr string) bool {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(d.log(), substr) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
 // wait returns the process's exit code, failing if it does not exit in time.
 func (d *daemon) wait(t *testing.T, within time.Duration) int {
 	t.Helper()
@@ -110,7 +124,7 @@ target "echo" {
 }
 `)
 	d := startDaemon(t, "run", "-config", cfg)
-	if !strings.Contains(d.log(), "msg=bridging path=* target=echo address="+target) {
+	if !strings.Contains(d.log(), "msg=bridging target=echo address="+target+" path=*") {
 		t.Errorf("no line saying where it bridges to:\n%s", d.log())
 	}
 	ctx := t.Context()

@@ -34,10 +34,11 @@ func serve(ctx context.Context, cfg *Config, src *source, proc *procOptions, std
 		logger.Warn(w)
 	}
 
-	resolver, err := buildResolver(st, logger)
+	resolver, closeSources, err := buildResolver(ctx, st, logger, false)
 	if err != nil {
 		return err
 	}
+	defer closeSources()
 	opts := st.bridge
 	opts.Logger = logger
 	if st.web != "" {
@@ -55,14 +56,7 @@ func serve(ctx context.Context, cfg *Config, src *source, proc *procOptions, std
 		return err
 	}
 	for _, r := range st.routes {
-		path := r.Path
-		if path == "" {
-			path = "*"
-		}
-		logger.Info("bridging", "path", path, "target", r.Target.Name, "address", r.Target.String())
-	}
-	for _, tf := range st.tokens {
-		logger.Info("bridging by token", "token_file", tf.Path)
+		logger.Info("bridging", routeAttrs(r)...)
 	}
 
 	logger.Info("listening", "addr", ln.Addr().String(), "version", buildVersion(), "web", st.web)
@@ -117,21 +111,58 @@ func waitForStop(ctx context.Context, srv *bridge.Server, proc *procOptions, ser
 	}
 }
 
-// buildResolver makes the router over the configured targets and token
-// files. A token file that cannot be read stops the start; one with bad
-// lines is logged and its good lines are used, as later edits will be.
-func buildResolver(st *settings, logger *slog.Logger) (targets.Resolver, error) {
+func routeAttrs(r targets.Route) []any {
+	attrs := []any{"target", r.Target.Name, "address", r.Target.String()}
+	switch {
+	case r.Token != "":
+		attrs = append(attrs, "token_hash", bridge.TokenHash(r.Token))
+	case r.Path == "" && r.Host == "":
+		attrs = append(attrs, "path", "*")
+	}
+	if r.Host != "" {
+		attrs = append(attrs, "host", r.Host)
+	}
+	if r.Path != "" {
+		attrs = append(attrs, "path", r.Path)
+	}
+	return attrs
+}
+
+// buildResolver makes the router over the configured targets and the
+// chain of token sources. A source that cannot work at all stops the
+// start: a token file, key or directory that cannot be read. A token file
+// with bad lines is logged and its good lines are used, as later edits
+// will be; Redis that does not answer yet is logged, and its lookups
+// answer 503 until it does. check builds everything without contacting
+// Redis.
+func buildResolver(ctx context.Context, st *settings, logger *slog.Logger, check bool) (targets.Resolver, func(), error) {
 	var chain targets.Chain
-	for _, tf := range st.tokens {
-		f := targets.NewTokenFile(tf.Path, logger)
-		if err := f.Load(); err != nil {
-			var pe *fs.PathError
-			if errors.As(err, &pe) {
-				return nil, fmt.Errorf("token_file %q: %w", tf.Name, pe)
-			}
-			logger.Error("token file has errors; the lines that parsed are in use", "path", tf.Path, "err", err)
+	var closers []func() error
+	closeAll := func() {
+		for _, c := range closers {
+			c()
 		}
-		chain = append(chain, f)
+	}
+	for _, spec := range st.sources {
+		r, closeFn, err := buildSource(ctx, spec, logger, check)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("%s: %w", spec.label(), err)
+		}
+		if closeFn != nil {
+			closers = append(closers, closeFn)
+		}
+		chain = append(chain, r)
+		if !check {
+			attrs := []any{"source", spec.label()}
+			if spec.allow != nil {
+				attrs = append(attrs, "allow", spec.allow.String())
+			}
+			logger.Info("bridging by token", attrs...)
+			if spec.dynamic() && spec.allow == nil {
+				logger.Warn("no --allow: every target this token source names is reachable, as with websockify; add --allow CIDR[:PORTS] to limit it", "source", spec.label())
+			}
+		}
 	}
 	var tokens targets.Resolver
 	switch len(chain) {
@@ -141,18 +172,70 @@ func buildResolver(st *settings, logger *slog.Logger) (targets.Resolver, error) 
 	default:
 		tokens = chain
 	}
-	return targets.NewRouter(st.routes, tokens)
+	r, err := targets.NewRouter(st.routes, tokens)
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	return r, closeAll, nil
 }
 
-// checkTokenFiles reads every token file for `wsbridge check`.
-func checkTokenFiles(cfg *Config) error {
-	var errs []error
-	for _, tf := range cfg.TokenFiles {
-		if err := targets.NewTokenFile(tf.Path, nil).Load(); err != nil {
-			errs = append(errs, fmt.Errorf("token_file %q: %w", tf.Name, err))
+func buildSource(ctx context.Context, spec *sourceSpec, logger *slog.Logger, check bool) (targets.Resolver, func() error, error) {
+	switch {
+	case spec.file != nil && spec.names:
+		f := targets.NewFileNameTokens(spec.file.Path, spec.allow)
+		return f, nil, f.Check()
+	case spec.file != nil:
+		f := targets.NewTokenFile(spec.file.Path, logger)
+		if err := f.Load(); err != nil {
+			var pe *fs.PathError
+			if check || errors.As(err, &pe) {
+				return nil, nil, err
+			}
+			logger.Error("token file has errors; the lines that parsed are in use", "path", spec.file.Path, "err", err)
 		}
+		return targets.Restrict(f, spec.allow), nil, nil
+	case spec.redis != nil:
+		o := *spec.redis
+		o.Logger = logger
+		r := targets.NewRedis(&o)
+		if !check {
+			if err := r.Ping(ctx); err != nil {
+				logger.Error("redis token source does not answer yet; its lookups answer 503 until it does", "addr", o.Addr, "err", err)
+			}
+		}
+		return r, r.Close, nil
+	case spec.jwt != nil:
+		o := *spec.jwt
+		if len(o.Algorithms) == 0 {
+			// The websockify command line cannot name algorithms: pin
+			// the key's family.
+			data, err := os.ReadFile(o.KeyFile)
+			if err != nil {
+				return nil, nil, err
+			}
+			if o.Algorithms, err = targets.KeyAlgorithms(data, o.SecretEncoding); err != nil {
+				return nil, nil, fmt.Errorf("jwt key %s: %w", o.KeyFile, err)
+			}
+		}
+		j, err := targets.NewJWT(&o)
+		return j, nil, err
+	case spec.http != nil:
+		o := *spec.http
+		o.Logger = logger
+		h, err := targets.NewHTTPLookup(&o)
+		if err != nil {
+			return nil, nil, err
+		}
+		return h, h.Close, nil
+	case spec.sockDir != "":
+		d, err := targets.NewSocketDir(spec.sockDir)
+		if err != nil {
+			return nil, nil, err
+		}
+		return d, nil, d.Check()
 	}
-	return errors.Join(errs...)
+	return nil, nil, fmt.Errorf("unknown token source")
 }
 
 func newLogger(st *settings, stderr io.Writer) (*slog.Logger, func(), error) {

@@ -24,7 +24,8 @@ type settings struct {
 	logFile  string
 	bridge   bridge.Options // without Logger and Files, which wiring adds
 	routes   []targets.Route
-	tokens   []TokenFileConfig
+	sources  []*sourceSpec // the token chain, in order
+	allowAny bool          // --token-plugin without --allow: warn at start
 }
 
 // validator collects every problem at once, each with its position when
@@ -112,7 +113,7 @@ func (v *validator) size(s string, lo, hi int64, path ...string) int64 {
 // validate checks everything and maps the Config to settings.
 func validate(cfg *Config, src *source) (*settings, hcl.Diagnostics) {
 	v := &validator{src: src}
-	st := &settings{web: cfg.Web}
+	st := &settings{web: cfg.Web, allowAny: cfg.allowAny}
 
 	// Port 0 asks the system for a free port; the log says which.
 	if _, port, err := net.SplitHostPort(cfg.Listen); err != nil || (port != "0" && !validPort(port)) {
@@ -160,47 +161,19 @@ func validate(cfg *Config, src *source) (*settings, hcl.Diagnostics) {
 		b.DialAfterUpgrade = s.DialAfterUpgrade
 	}
 
-	paths := map[string]string{}
-	fallback := ""
-	for _, tc := range cfg.Targets {
-		t, err := targets.ParseAddress(tc.Address)
-		if err != nil {
-			v.errorf(src.at("target", tc.Name, "address"), "target "+strconv.Quote(tc.Name)+" address", "%v", err)
-		}
-		t.Name = tc.Name
-		if tc.Path == "" {
-			if fallback != "" {
-				v.errorf(src.at("target", tc.Name, "address"), "target "+strconv.Quote(tc.Name),
-					"targets %q and %q both have no path, so both would take every request: give one a path", fallback, tc.Name)
-			}
-			fallback = tc.Name
-		} else {
-			p, err := targets.CleanRoutePath(tc.Path)
-			if err != nil {
-				v.errorf(src.at("target", tc.Name, "path"), "target "+strconv.Quote(tc.Name)+" path", "%v", err)
-			} else if prev, ok := paths[p]; ok {
-				v.errorf(src.at("target", tc.Name, "path"), "target "+strconv.Quote(tc.Name)+" path", "path %q is already routed to target %q", p, prev)
-			}
-			paths[p] = tc.Name
-		}
-		st.routes = append(st.routes, targets.Route{Path: tc.Path, Target: t})
-	}
-	for _, tf := range cfg.TokenFiles {
-		if tf.Path == "" {
-			v.errorf(src.at("token_file", tf.Name, "path"), "token_file "+strconv.Quote(tf.Name)+" path", "must name a file or directory")
-		}
-	}
-	st.tokens = cfg.TokenFiles
+	v.validateToken(cfg.Token, b)
+	fallback, tokenRoutes := v.validateTargets(cfg, st)
+	v.validateSources(cfg, st)
 	switch {
-	case len(cfg.Targets) == 0 && len(cfg.TokenFiles) == 0:
+	case len(cfg.Targets) == 0 && len(st.sources) == 0:
 		v.diags = append(v.diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  "No target",
-			Detail:   `Configure at least one target "name" { address = "host:port" } or token_file "name" { path = "..." } block: wsbridge dials nothing it was not told to.`,
+			Detail:   `Configure at least one target "name" { address = "host:port" } block or a token source (token_file, token_redis, token_jwt, token_http, socket_dir): wsbridge dials nothing it was not told to.`,
 		})
-	case fallback != "" && len(cfg.TokenFiles) > 0:
+	case fallback != "" && (len(st.sources) > 0 || tokenRoutes):
 		v.errorf(src.at("target", fallback, "address"), "target "+strconv.Quote(fallback),
-			"a target without path would take every request whose token is unknown: give it a path, or remove the token_file blocks")
+			"a target without path, host or token would take every request whose token is unknown: give it a path, or remove the token sources and token targets")
 	}
 	return st, v.diags
 }

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wsbridge/wsbridge/targets"
 )
 
 // procOptions are websockify's process-level options, which bridge.hcl does
@@ -63,6 +65,12 @@ var websockifyOptions = []wsOption{
 	{names: []string{"--token-plugin"}, arg: true},
 	{names: []string{"--token-source"}, arg: true},
 	{names: []string{"--target-config"}, arg: true},
+	{names: []string{"--host-token"}, apply: func(c *Config, _ *procOptions, _ string) error {
+		c.Token.From = "host"
+		return nil
+	}},
+	// wsbridge's own: the targets a token plugin may name.
+	{names: []string{"--allow"}, arg: true},
 	{names: []string{"--heartbeat"}, arg: true, apply: func(c *Config, _ *procOptions, v string) error {
 		d, err := seconds(v)
 		c.Session.PingInterval = d.String()
@@ -99,7 +107,6 @@ var websockifyOptions = []wsOption{
 	{names: []string{"--auth-plugin"}, arg: true, status: later, why: "authentication comes with the security release"},
 	{names: []string{"--auth-source"}, arg: true, status: later, why: "authentication comes with the security release"},
 	{names: []string{"--web-auth"}, status: later, why: "authentication comes with the security release"},
-	{names: []string{"--host-token"}, status: later, why: "tokens from the Host header come with the token sources release"},
 	{names: []string{"--unix-listen"}, arg: true, status: later, why: "Unix-socket listeners come with the operations release"},
 	{names: []string{"--unix-listen-mode"}, arg: true, status: later, why: "Unix-socket listeners come with the operations release"},
 	{names: []string{"--inetd"}, status: later, why: "inherited listeners come with socket activation in the operations release"},
@@ -132,6 +139,7 @@ func parseWebsockify(args []string) (*Config, *procOptions, error) {
 	var positional []string
 	preferV6 := false
 	tokenPlugin, tokenSource := "", ""
+	var allow []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
@@ -175,6 +183,11 @@ func parseWebsockify(args []string) (*Config, *procOptions, error) {
 			preferV6 = true
 		case "--token-plugin":
 			tokenPlugin = value
+		case "--allow":
+			if _, err := targets.ParseAllowlist([]string{value}); err != nil {
+				return nil, nil, usagef("--allow: %v", err)
+			}
+			allow = append(allow, value)
 		case "--token-source", "--target-config":
 			tokenSource = value
 			if opt.names[0] == "--target-config" {
@@ -202,13 +215,15 @@ func parseWebsockify(args []string) (*Config, *procOptions, error) {
 		if hasTarget {
 			return nil, nil, usagef("--token-plugin and --unix-target both choose the target: give one")
 		}
-		tf, err := websockifyTokenPlugin(tokenPlugin, tokenSource)
-		if err != nil {
+		if err := websockifyTokenPlugin(cfg, tokenPlugin, tokenSource, allow); err != nil {
 			return nil, nil, err
 		}
-		cfg.TokenFiles = []TokenFileConfig{tf}
 	case tokenSource != "":
 		return nil, nil, usagef("--token-source needs --token-plugin")
+	case cfg.Token.From == "host":
+		return nil, nil, usagef("--host-token needs --token-plugin")
+	case len(allow) > 0:
+		return nil, nil, usagef("--allow limits the targets of a --token-plugin; without one it has nothing to limit")
 	}
 	switch rest := positional[1:]; {
 	case len(rest) > 1:
@@ -271,7 +286,8 @@ func websockifyListen(s string, preferV6 bool) (string, error) {
 	if i := strings.LastIndexByte(s, ':'); i >= 0 {
 		host, port = strings.Trim(s[:i], "[]"), s[i+1:]
 	}
-	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+	// Port 0 asks the system for a free port; the log says which.
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 		return "", usagef("invalid source port %q", s)
 	}
 	if host == "" {
@@ -300,24 +316,126 @@ func websockifyTarget(s string) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
-func websockifyTokenPlugin(plugin, source string) (TokenFileConfig, error) {
-	switch plugin {
-	case "TokenFile", "ReadOnlyTokenFile":
+// websockifyTokenPlugin configures the token source a websockify
+// --token-plugin names. allow (from --allow) limits its targets; without
+// it, a plugin whose targets come from outside the configuration reaches
+// whatever it names, as in websockify, with a warning at start.
+func websockifyTokenPlugin(cfg *Config, plugin, source string, allow []string) error {
+	needSource := func(what string) error {
 		if source == "" {
-			return TokenFileConfig{}, usagef("--token-plugin %s needs --token-source FILE_OR_DIRECTORY", plugin)
+			return usagef("--token-plugin %s needs --token-source %s", plugin, what)
 		}
-		abs, err := filepath.Abs(source)
+		return nil
+	}
+	abs := func() (string, error) {
+		if err := needSource("FILE_OR_DIRECTORY"); err != nil {
+			return "", err
+		}
+		return filepath.Abs(source)
+	}
+	const name = "websockify"
+	switch plugin {
+	case "TokenFile", "ReadOnlyTokenFile", "TokenFileName":
+		p, err := abs()
 		if err != nil {
-			return TokenFileConfig{}, err
+			return err
 		}
-		return TokenFileConfig{Name: "websockify", Path: abs}, nil
-	case "TokenFileName", "TokenRedis", "JWTTokenApi", "JSONTokenApi", "BaseTokenAPI", "UnixDomainSocketDirectory":
-		return TokenFileConfig{}, usagef("not supported yet: --token-plugin %s (comes with the token sources release)", plugin)
+		tf := TokenFileConfig{Name: name, Path: p, Allow: allow}
+		if plugin == "TokenFileName" {
+			tf.Style = "names"
+		}
+		cfg.TokenFiles = []TokenFileConfig{tf}
+	case "UnixDomainSocketDirectory":
+		p, err := abs()
+		if err != nil {
+			return err
+		}
+		if len(allow) > 0 {
+			return usagef("--allow does not apply to UnixDomainSocketDirectory: its directory is its allowlist")
+		}
+		cfg.SocketDirs = []SocketDirConfig{{Name: name, Path: p}}
+	case "TokenRedis":
+		if err := needSource("host[:port[:db[:password[:namespace]]]]"); err != nil {
+			return err
+		}
+		r, err := websockifyRedisSource(source)
+		if err != nil {
+			return err
+		}
+		r.Name, r.Allow = name, allow
+		cfg.TokenRedis = []TokenRedisConfig{r}
+	case "JWTTokenApi":
+		p, err := abs()
+		if err != nil {
+			return err
+		}
+		no := false
+		cfg.TokenJWT = []TokenJWTConfig{{Name: name, KeyFile: p, RequireExp: &no, Allow: allow}}
+	case "JSONTokenApi", "BaseTokenAPI":
+		if err := needSource("URL_WITH_%s"); err != nil {
+			return err
+		}
+		cfg.TokenHTTP = []TokenHTTPConfig{{Name: name, URL: source, Allow: allow}}
+	default:
+		if strings.Contains(plugin, ".") {
+			return usagef("not supported: --token-plugin %s: wsbridge cannot load Python classes; its token sources are built in (see wsbridge help websockify)", plugin)
+		}
+		return usagef("unknown --token-plugin %s: wsbridge knows %s", plugin, strings.Join(tokenPlugins, ", "))
 	}
-	if strings.Contains(plugin, ".") {
-		return TokenFileConfig{}, usagef("not supported: --token-plugin %s: wsbridge cannot load Python classes; its token sources are built in", plugin)
+	cfg.allowAny = len(allow) == 0
+	return nil
+}
+
+var tokenPlugins = []string{"TokenFile", "ReadOnlyTokenFile", "TokenFileName", "TokenRedis", "JWTTokenApi", "JSONTokenApi", "BaseTokenAPI", "UnixDomainSocketDirectory"}
+
+// websockifyRedisSource reads TokenRedis's --token-source:
+// host[:port[:db[:password[:namespace]]]], where a field in double quotes
+// may hold colons and an empty field keeps its default.
+func websockifyRedisSource(src string) (TokenRedisConfig, error) {
+	var fields []string
+	for rest := src; ; {
+		var f string
+		if strings.HasPrefix(rest, `"`) {
+			if end := strings.IndexByte(rest[1:], '"'); end >= 0 && (len(rest) == end+2 || rest[end+2] == ':') {
+				f, rest = rest[1:end+1], rest[end+2:]
+				fields = append(fields, f)
+				if rest == "" {
+					break
+				}
+				rest = rest[1:]
+				continue
+			}
+		}
+		f, after, more := strings.Cut(rest, ":")
+		fields = append(fields, f)
+		if !more {
+			break
+		}
+		rest = after
 	}
-	return TokenFileConfig{}, usagef("unknown --token-plugin %s: wsbridge knows TokenFile and ReadOnlyTokenFile", plugin)
+	if len(fields) > 5 {
+		return TokenRedisConfig{}, usagef("--token-source %q: want host[:port[:db[:password[:namespace]]]] (quote a field that holds a colon)", src)
+	}
+	fields = append(fields, make([]string, 5-len(fields))...)
+	host, port := fields[0], fields[1]
+	if host == "" {
+		return TokenRedisConfig{}, usagef("--token-source %q: no Redis host", src)
+	}
+	if port == "" {
+		port = "6379"
+	}
+	if !validPort(port) {
+		return TokenRedisConfig{}, usagef("--token-source %q: invalid Redis port %q", src, port)
+	}
+	c := TokenRedisConfig{Address: net.JoinHostPort(strings.Trim(host, "[]"), port), Password: fields[3], Namespace: fields[4]}
+	if fields[2] != "" {
+		db, err := strconv.Atoi(fields[2])
+		if err != nil || db < 0 {
+			return TokenRedisConfig{}, usagef("--token-source %q: invalid Redis db %q", src, fields[2])
+		}
+		c.DB = db
+	}
+	return c, nil
 }
 
 // seconds parses websockify's whole or fractional seconds.

@@ -48,7 +48,63 @@ func TestWebsockifyCommandLine(t *testing.T) {
 		{name: "tls later", args: "--cert self.pem 6080 h:1", wantErr: "not supported yet: --cert"},
 		{name: "ssl-only later", args: "--ssl-only 6080 h:1", wantErr: "not supported yet: --ssl-only"},
 		{name: "auth later", args: "--auth-plugin BasicHTTPAuth --auth-source a:b 6080 h:1", wantErr: "not supported yet: --auth-plugin"},
-		{name: "redis later", args: "--token-plugin TokenRedis --token-source h:6379 6080", wantErr: "not supported yet: --token-plugin TokenRedis"},
+		{name: "redis", args: "--token-plugin TokenRedis --token-source 10.0.0.9 --allow 10.0.0.0/8:5900-5999 6080", listen: "0.0.0.0:6080",
+			check: func(t *testing.T, c *Config, _ *procOptions) {
+				if len(c.TokenRedis) != 1 || c.TokenRedis[0].Address != "10.0.0.9:6379" || c.TokenRedis[0].DB != 0 ||
+					strings.Join(c.TokenRedis[0].Allow, ",") != "10.0.0.0/8:5900-5999" || c.allowAny {
+					t.Errorf("redis = %+v, allowAny %v", c.TokenRedis, c.allowAny)
+				}
+			}},
+		{name: "redis every field", args: `--token-plugin TokenRedis --token-source h:6380:3:"pa:ss":ns 6080`, listen: "0.0.0.0:6080",
+			check: func(t *testing.T, c *Config, _ *procOptions) {
+				r := c.TokenRedis[0]
+				if r.Address != "h:6380" || r.DB != 3 || r.Password != "pa:ss" || r.Namespace != "ns" || !c.allowAny {
+					t.Errorf("redis = %+v, allowAny %v", r, c.allowAny)
+				}
+			}},
+		{name: "redis empty fields", args: "--token-plugin TokenRedis --token-source h:::secret 6080", listen: "0.0.0.0:6080",
+			check: func(t *testing.T, c *Config, _ *procOptions) {
+				if r := c.TokenRedis[0]; r.Address != "h:6379" || r.DB != 0 || r.Password != "secret" || r.Namespace != "" {
+					t.Errorf("redis = %+v", r)
+				}
+			}},
+		{name: "redis too many fields", args: "--token-plugin TokenRedis --token-source h:1:2:3:4:5 6080", wantErr: "want host[:port"},
+		{name: "redis bad db", args: "--token-plugin TokenRedis --token-source h:1:x 6080", wantErr: "invalid Redis db"},
+		{name: "jwt", args: "--token-plugin JWTTokenApi --token-source /etc/jwt.pem 6080", listen: "0.0.0.0:6080",
+			check: func(t *testing.T, c *Config, _ *procOptions) {
+				if len(c.TokenJWT) != 1 || c.TokenJWT[0].KeyFile != "/etc/jwt.pem" || *c.TokenJWT[0].RequireExp {
+					t.Errorf("jwt = %+v", c.TokenJWT)
+				}
+			}},
+		{name: "json api", args: "--token-plugin JSONTokenApi --token-source http://127.0.0.1:8000/t/%s 6080", listen: "0.0.0.0:6080",
+			check: func(t *testing.T, c *Config, _ *procOptions) {
+				if len(c.TokenHTTP) != 1 || c.TokenHTTP[0].URL != "http://127.0.0.1:8000/t/%s" {
+					t.Errorf("http = %+v", c.TokenHTTP)
+				}
+			}},
+		{name: "token file name", args: "--token-plugin TokenFileName --token-source /etc/t 6080", listen: "0.0.0.0:6080", tokens: "/etc/t",
+			check: func(t *testing.T, c *Config, _ *procOptions) {
+				if c.TokenFiles[0].Style != "names" {
+					t.Errorf("style %q", c.TokenFiles[0].Style)
+				}
+			}},
+		{name: "socket dir", args: "--token-plugin UnixDomainSocketDirectory --token-source /run/vnc 6080", listen: "0.0.0.0:6080",
+			check: func(t *testing.T, c *Config, _ *procOptions) {
+				if len(c.SocketDirs) != 1 || c.SocketDirs[0].Path != "/run/vnc" {
+					t.Errorf("socket dirs = %+v", c.SocketDirs)
+				}
+			}},
+		{name: "host token", args: "--host-token --token-plugin TokenFile --token-source /etc/t 6080", listen: "0.0.0.0:6080", tokens: "/etc/t",
+			check: func(t *testing.T, c *Config, _ *procOptions) {
+				if c.Token.From != "host" {
+					t.Errorf("token from %q", c.Token.From)
+				}
+			}},
+		{name: "host token without plugin", args: "--host-token 6080 h:1", wantErr: "--host-token needs --token-plugin"},
+		{name: "allow without plugin", args: "--allow 10.0.0.0/8 6080 h:1", wantErr: "nothing to limit"},
+		{name: "bad allow", args: "--allow 10.0.0.1/8 --token-plugin TokenRedis --token-source h 6080", wantErr: "--allow"},
+		{name: "unknown plugin", args: "--token-plugin TokenSQL --token-source x 6080", wantErr: "unknown --token-plugin TokenSQL"},
+		{name: "plugin without source", args: "--token-plugin TokenRedis 6080", wantErr: "needs --token-source"},
 		{name: "python class", args: "--token-plugin my.Plugin --token-source x 6080", wantErr: "cannot load Python classes"},
 		{name: "daemon never", args: "-D 6080 h:1", wantErr: "not supported: --daemon"},
 		{name: "wrap never", args: "6080 -- vncserver :1", wantErr: "not supported: -- WRAP_COMMAND_LINE"},

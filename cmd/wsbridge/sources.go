@@ -1,0 +1,355 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/targets"
+)
+
+// sourceSpec is one validated token source, in the order of the chain.
+type sourceSpec struct {
+	kind, name string // block type and label: "token_redis", "fleet"
+
+	file    *TokenFileConfig
+	names   bool // a token_file of style "names"
+	redis   *targets.RedisOptions
+	jwt     *targets.JWTOptions
+	http    *targets.HTTPLookupOptions
+	sockDir string
+	allow   *targets.Allowlist // nil: every target (token files, or --token-plugin without --allow)
+}
+
+func (s *sourceSpec) label() string { return s.kind + " " + strconv.Quote(s.name) }
+
+// dynamic reports whether the source's targets come from outside the
+// configuration, so that it needs an allowlist.
+func (s *sourceSpec) dynamic() bool { return s.redis != nil || s.jwt != nil || s.http != nil }
+
+var sourceKinds = []string{"token_file", "token_redis", "token_jwt", "token_http", "socket_dir"}
+
+// sourceOrder returns "kind name" for every token source in the order the
+// file lists them (the order of the chain), or for the command line in the
+// order it was given.
+func (s *source) sourceOrder(cfg *Config) []string {
+	if s != nil && s.body != nil {
+		var order []string
+		for _, b := range s.body.Blocks {
+			if len(b.Labels) > 0 && containsString(sourceKinds, b.Type) {
+				order = append(order, b.Type+" "+b.Labels[0])
+			}
+		}
+		return order
+	}
+	if cfg.sourceOrder != nil {
+		return cfg.sourceOrder
+	}
+	var order []string
+	add := func(kind string, names ...string) {
+		for _, n := range names {
+			order = append(order, kind+" "+n)
+		}
+	}
+	for _, c := range cfg.TokenFiles {
+		add("token_file", c.Name)
+	}
+	for _, c := range cfg.TokenRedis {
+		add("token_redis", c.Name)
+	}
+	for _, c := range cfg.TokenJWT {
+		add("token_jwt", c.Name)
+	}
+	for _, c := range cfg.TokenHTTP {
+		add("token_http", c.Name)
+	}
+	for _, c := range cfg.SocketDirs {
+		add("socket_dir", c.Name)
+	}
+	return order
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// validateToken checks the token block into the bridge options.
+func (v *validator) validateToken(tc *TokenConfig, b *bridge.Options) {
+	if tc == nil {
+		return
+	}
+	b.Token = bridge.TokenFrom{Place: tc.From, Name: tc.Name, PathPrefix: tc.PathPrefix}
+	if err := bridge.ValidTokenFrom(b.Token); err != nil {
+		at := v.src.at("token", "from")
+		if tc.PathPrefix != "" && !strings.Contains(err.Error(), "place") {
+			at = v.src.at("token", "path_prefix")
+		}
+		v.errorf(at, "token", "%v", err)
+	}
+	if tc.Name == "" {
+		v.errorf(v.src.at("token", "name"), "token.name", "must not be empty")
+	}
+	switch {
+	case tc.MaxFailures < 0:
+		v.errorf(v.src.at("token", "max_failures"), "token.max_failures", "%d: want 0 (off) or more", tc.MaxFailures)
+	case tc.MaxFailures == 0:
+		b.FailedLookups = -1
+	default:
+		b.FailedLookups = tc.MaxFailures
+	}
+	b.FailedLookupWindow = v.positive(tc.FailureWindow, "token", "failure_window")
+	b.FailedLookupBan = v.positive(tc.Ban, "token", "ban")
+}
+
+// validateTargets checks the target blocks into routes, with positions
+// for every overlap.
+func (v *validator) validateTargets(cfg *Config, st *settings) (fallback string, tokenRoutes bool) {
+	seen := map[string]string{} // selector key -> target name
+	for _, tc := range cfg.Targets {
+		label := "target " + strconv.Quote(tc.Name)
+		t, err := targets.ParseAddress(tc.Address)
+		if err != nil {
+			v.errorf(v.src.at("target", tc.Name, "address"), label+" address", "%v", err)
+		}
+		t.Name = tc.Name
+		rt := targets.Route{Path: tc.Path, Host: tc.Host, Token: tc.Token, Target: t}
+		var keys []string
+		switch {
+		case tc.Token != "":
+			if tc.Path != "" || tc.Host != "" {
+				v.errorf(v.src.at("target", tc.Name, "token"), label+" token", "a target chosen by token cannot also have a path or host: the token alone selects it")
+			}
+			if err := targets.CheckToken(tc.Token, targets.MaxTokenLen); err != nil {
+				v.errorf(v.src.at("target", tc.Name, "token"), label+" token", "%v (tokens are 1 to %d of A-Z a-z 0-9 - . _ ~ + = @, without \"..\")", err, targets.MaxTokenLen)
+			}
+			keys = append(keys, "token\x00"+tc.Token)
+			tokenRoutes = true
+		case tc.Path == "" && tc.Host == "":
+			if fallback != "" {
+				v.errorf(v.src.at("target", tc.Name, "address"), label,
+					"targets %q and %q both have no path, host or token, so both would take every request: give one a path", fallback, tc.Name)
+			}
+			fallback = tc.Name
+		default:
+			path, host := "", ""
+			if tc.Path != "" {
+				if path, err = targets.CleanRoutePath(tc.Path); err != nil {
+					v.errorf(v.src.at("target", tc.Name, "path"), label+" path", "%v", err)
+				}
+			}
+			if tc.Host != "" {
+				if host, err = targets.CleanRouteHost(tc.Host); err != nil {
+					v.errorf(v.src.at("target", tc.Name, "host"), label+" host", "%v", err)
+				}
+			}
+			keys = append(keys, "route\x00"+host+"\x00"+path)
+		}
+		for _, k := range keys {
+			if prev, ok := seen[k]; ok {
+				field := "path"
+				if tc.Path == "" {
+					field = "host"
+				}
+				if tc.Token != "" {
+					field = "token"
+				}
+				v.errorf(v.src.at("target", tc.Name, field), label+" "+field, "target %q already takes the requests with this %s", prev, selectorWords(tc))
+			}
+			seen[k] = tc.Name
+		}
+
+		var set targets.Settings
+		if tc.DialTimeout != "" {
+			set.DialTimeout = v.positive(tc.DialTimeout, "target", tc.Name, "dial_timeout")
+		}
+		if tc.PingInterval != "" {
+			set.PingInterval = offIfZero(v.duration(tc.PingInterval, "target", tc.Name, "ping_interval"))
+		}
+		if tc.MessageLimit != "" {
+			set.MessageLimit = v.size(tc.MessageLimit, 1, 1<<30, "target", tc.Name, "message_limit")
+		}
+		if set != (targets.Settings{}) {
+			rt.Target.Settings = &set
+		}
+		st.routes = append(st.routes, rt)
+	}
+	return fallback, tokenRoutes
+}
+
+func selectorWords(tc TargetConfig) string {
+	switch {
+	case tc.Token != "":
+		return "token"
+	case tc.Host != "" && tc.Path != "":
+		return "host and path"
+	case tc.Host != "":
+		return "host"
+	}
+	return "path"
+}
+
+// validateSources checks every token source block, in chain order.
+func (v *validator) validateSources(cfg *Config, st *settings) {
+	for _, key := range v.src.sourceOrder(cfg) {
+		kind, name, _ := strings.Cut(key, " ")
+		spec := &sourceSpec{kind: kind, name: name}
+		at := func(attr string) *hcl.Range { return v.src.at(kind, name, attr) }
+		field := func(attr string) string { return spec.label() + " " + attr }
+		switch kind {
+		case "token_file":
+			c := findNamed(cfg.TokenFiles, name, func(c TokenFileConfig) string { return c.Name })
+			spec.file = c
+			if c.Path == "" {
+				v.errorf(at("path"), field("path"), "must name a file or directory")
+			}
+			switch c.Style {
+			case "", "lines":
+			case "names":
+				spec.names = true
+			default:
+				v.errorf(at("style"), field("style"), "%q: want lines (websockify TokenFile: \"token: host:port\" lines) or names (TokenFileName: the file name is the token)", c.Style)
+			}
+			if len(c.Allow) > 0 {
+				spec.allow = v.allowlist(c.Allow, at("allow"), field("allow"))
+			}
+		case "token_redis":
+			c := findNamed(cfg.TokenRedis, name, func(c TokenRedisConfig) string { return c.Name })
+			o := &targets.RedisOptions{Addr: c.Address, DB: c.DB, Username: c.Username, Password: c.Password, Namespace: c.Namespace}
+			if c.Address != "" {
+				if _, _, err := splitHostPort(c.Address); err != nil {
+					v.errorf(at("address"), field("address"), "%q: want host:port", c.Address)
+				}
+			}
+			if c.DB < 0 {
+				v.errorf(at("db"), field("db"), "%d: want 0 or more", c.DB)
+			}
+			o.Timeout = v.optionalPositive(c.Timeout, kind, name, "timeout")
+			o.CacheTTL = v.optionalTTL(c.CacheTTL, kind, name, "cache_ttl")
+			spec.redis = o
+		case "token_jwt":
+			c := findNamed(cfg.TokenJWT, name, func(c TokenJWTConfig) string { return c.Name })
+			o := &targets.JWTOptions{KeyFile: c.KeyFile, Algorithms: c.Algorithms, Audience: c.Audience,
+				SecretEncoding: c.SecretEncoding, RequireExpiry: c.RequireExp == nil || *c.RequireExp}
+			if c.Leeway != "" {
+				o.Leeway = v.duration(c.Leeway, kind, name, "leeway")
+			}
+			if c.KeyFile == "" {
+				v.errorf(at("key_file"), field("key_file"), "must name the verification key file")
+			}
+			// The command line has no way to name algorithms; there the
+			// key's family is pinned when the source is built.
+			if len(c.Algorithms) == 0 && v.src.fromFile() {
+				v.errorf(at("key_file"), field("algorithms"), `name the accepted algorithms, such as ["RS256"], ["ES256"] or ["HS256"]: pinning them stops a token from choosing how it is checked`)
+			}
+			switch c.SecretEncoding {
+			case "", "base64url", "raw":
+			default:
+				v.errorf(at("secret_encoding"), field("secret_encoding"), "%q: want base64url or raw", c.SecretEncoding)
+			}
+			spec.jwt = o
+		case "token_http":
+			c := findNamed(cfg.TokenHTTP, name, func(c TokenHTTPConfig) string { return c.Name })
+			if err := targets.CheckLookupURL(c.URL); err != nil {
+				v.errorf(at("url"), field("url"), "%v", err)
+			}
+			spec.http = &targets.HTTPLookupOptions{
+				URL:      c.URL,
+				Timeout:  v.optionalPositive(c.Timeout, kind, name, "timeout"),
+				CacheTTL: v.optionalTTL(c.CacheTTL, kind, name, "cache_ttl"),
+			}
+		case "socket_dir":
+			c := findNamed(cfg.SocketDirs, name, func(c SocketDirConfig) string { return c.Name })
+			if !strings.HasPrefix(c.Path, "/") {
+				v.errorf(at("path"), field("path"), "%q: want an absolute directory", c.Path)
+			}
+			spec.sockDir = c.Path
+		}
+		if spec.dynamic() {
+			allow := dynamicAllow(cfg, kind, name)
+			switch {
+			case cfg.allowAny:
+			case len(allow) == 0:
+				v.errorf(v.src.blockAt(kind, name), field("allow"),
+					"this source names targets from outside the configuration, so it needs allow = [...], the networks and ports it may reach, "+
+						`such as ["10.0.0.0/8:5900-5999"]; the allowlist is checked against the address actually dialled, after DNS. `+
+						`["0.0.0.0/0", "::/0"] allows everything, deliberately`)
+			default:
+				spec.allow = v.allowlist(allow, at("allow"), field("allow"))
+			}
+			switch {
+			case spec.redis != nil:
+				spec.redis.Allow = spec.allow
+			case spec.jwt != nil:
+				spec.jwt.Allow = spec.allow
+			case spec.http != nil:
+				spec.http.Allow = spec.allow
+			}
+		}
+		st.sources = append(st.sources, spec)
+	}
+}
+
+func dynamicAllow(cfg *Config, kind, name string) []string {
+	switch kind {
+	case "token_redis":
+		return findNamed(cfg.TokenRedis, name, func(c TokenRedisConfig) string { return c.Name }).Allow
+	case "token_jwt":
+		return findNamed(cfg.TokenJWT, name, func(c TokenJWTConfig) string { return c.Name }).Allow
+	case "token_http":
+		return findNamed(cfg.TokenHTTP, name, func(c TokenHTTPConfig) string { return c.Name }).Allow
+	}
+	return nil
+}
+
+// findNamed returns the block config with the label name; duplicates were
+// reported already, so the first one is it.
+func findNamed[T any](list []T, name string, label func(T) string) *T {
+	for i := range list {
+		if label(list[i]) == name {
+			return &list[i]
+		}
+	}
+	return new(T)
+}
+
+func (v *validator) allowlist(entries []string, at *hcl.Range, field string) *targets.Allowlist {
+	a, err := targets.ParseAllowlist(entries)
+	if err != nil {
+		v.errorf(at, field, "%v (entries: \"10.0.0.0/8\", \"10.0.0.5:5900-5999\", \"[fd00::/8]:22,2222\", \"unix:/run/vnc\")", err)
+	}
+	return a
+}
+
+// optionalPositive is positive for attributes whose "" means the
+// package's default.
+func (v *validator) optionalPositive(s string, path ...string) time.Duration {
+	if s == "" {
+		return 0
+	}
+	return v.positive(s, path...)
+}
+
+// optionalTTL is a cache lifetime: "" is the default, "0s" is off.
+func (v *validator) optionalTTL(s string, path ...string) time.Duration {
+	if s == "" {
+		return 0
+	}
+	return offIfZero(v.duration(s, path...))
+}
+
+func splitHostPort(s string) (string, string, error) {
+	i := strings.LastIndexByte(s, ':')
+	if i <= 0 || !validPort(s[i+1:]) {
+		return "", "", fmt.Errorf("want host:port")
+	}
+	return s[:i], s[i+1:], nil
+}
