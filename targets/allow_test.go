@@ -192,3 +192,31 @@ func TestCheckToken(t *testing.T) {
 		}
 	}
 }
+
+// TestRestrictTokenFile keeps a token file's Unix sockets inside the
+// directory its allowlist names.
+func TestRestrictTokenFile(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "vnc")
+	os.MkdirAll(dir, 0o755)
+	os.MkdirAll(dir+"-evil", 0o755)
+	inside := listenUnix(t, filepath.Join(dir, "a.sock"))
+	outside := listenUnix(t, filepath.Join(dir+"-evil", "b.sock"))
+	tokens := filepath.Join(base, "tokens")
+	os.WriteFile(tokens, []byte("in: unix_socket:"+inside+"\nout: unix_socket:"+outside+"\ndots: unix_socket:"+dir+"/../vnc-evil/b.sock\n"), 0o600)
+	allow, _ := targets.ParseAllowlist([]string{"unix:" + dir})
+	r := targets.Restrict(targets.NewTokenFile(tokens, nil), allow)
+	for tok, ok := range map[string]bool{"in": true, "out": false, "dots": false} {
+		tg, err := r.Resolve(t.Context(), targets.Request{Token: tok})
+		if err != nil {
+			t.Fatalf("Resolve(%s): %v", tok, err)
+		}
+		c, err := tg.Dial(t.Context(), time.Second)
+		if ok != (err == nil) {
+			t.Errorf("Dial(%s -> %s) = %v, want allowed %v", tok, tg.Address, err, ok)
+		}
+		if c != nil {
+			c.Close()
+		}
+	}
+}

@@ -209,10 +209,16 @@ func TestWebsockifyJWTAndJSONApi(t *testing.T) {
 	}
 	expired, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"host": host, "port": port,
 		"exp": time.Now().Add(-time.Minute).Unix()}).SignedString(secret)
+	forbidden, forbiddenHits := countingTarget(t)
+	_, fport, _ := net.SplitHostPort(forbidden)
+	evil, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"host": "localhost", "port": fport}).SignedString(secret)
 	d := startDaemon(t, "--token-plugin", "JWTTokenApi", "--token-source", key, "--allow", "127.0.0.1/32:"+port, "127.0.0.1:0")
 	echoThrough(t, "ws://"+d.addr+"/websockify?token="+tok)
 	if s := statusOf(t, "ws://"+d.addr+"/?token="+expired); s != 404 {
 		t.Errorf("expired JWT: status %d, want 404", s)
+	}
+	if s := statusOf(t, "ws://"+d.addr+"/?token="+evil); s != 404 || forbiddenHits.Load() != 0 {
+		t.Errorf("JWT naming a target outside --allow: status %d, %d connections; want 404 and none", s, forbiddenHits.Load())
 	}
 
 	lookup := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
