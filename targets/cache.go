@@ -60,12 +60,6 @@ func (c *cache) put(tok string, t Target, now time.Time) {
 	c.m[tok] = cacheEntry{t: t, exp: now.Add(c.ttl)}
 }
 
-func (c *cache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.m)
-}
-
 // health logs a source going down and coming back once each, not once per
 // lookup, so an outage is one clear error line and one recovery line.
 type health struct {

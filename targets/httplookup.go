@@ -87,7 +87,7 @@ func CheckLookupURL(tmpl string) error {
 	}
 	u, err := url.Parse(strings.Replace(tmpl, "%s", "token", 1))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("lookup URL %q: want http://host/path/%%s or https://...", tmpl)
+		return fmt.Errorf("lookup URL %q: want an http or https URL such as http://host/tokens/%%s", tmpl)
 	}
 	return nil
 }
