@@ -172,10 +172,10 @@ func (a *Allowlist) CheckUnix(path string) error {
 			cur = filepath.Join(cur, part)
 			fi, err := os.Lstat(cur)
 			if err != nil {
-				return fmt.Errorf("unix socket %q: %w", path, err)
+				return fmt.Errorf("unix socket below %s: %w", dir, pathErrCause(err))
 			}
 			if fi.Mode()&os.ModeSymlink != 0 {
-				return fmt.Errorf("unix socket %q: %s is a symbolic link: %w", path, cur, ErrNotAllowed)
+				return fmt.Errorf("unix socket below %s: the path holds a symbolic link: %w", dir, ErrNotAllowed)
 			}
 		}
 		return nil

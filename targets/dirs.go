@@ -58,8 +58,8 @@ func (f *FileNameTokens) Resolve(_ context.Context, r Request) (Target, error) {
 			return Target{}, fmt.Errorf("no token file in %s: %w", f.dir, ErrNotFound)
 		}
 		// Escapes from the root and unreadable files land here: refuse,
-		// and say why in the log.
-		return Target{}, fmt.Errorf("token file: %w: %w", err, ErrNotFound)
+		// and say why in the log, without the path, which is the token.
+		return Target{}, fmt.Errorf("token file in %s: %w: %w", f.dir, pathErrCause(err), ErrNotFound)
 	}
 	defer fh.Close()
 	if fi, err := fh.Stat(); err != nil || !fi.Mode().IsRegular() {
@@ -67,11 +67,11 @@ func (f *FileNameTokens) Resolve(_ context.Context, r Request) (Target, error) {
 	}
 	b, err := io.ReadAll(io.LimitReader(fh, 4096))
 	if err != nil {
-		return Target{}, fmt.Errorf("token file: %w: %w", err, ErrNotFound)
+		return Target{}, fmt.Errorf("token file in %s: %w: %w", f.dir, pathErrCause(err), ErrNotFound)
 	}
 	t, err := parseTokenTarget(strings.TrimSpace(string(b)))
 	if err != nil {
-		return Target{}, fmt.Errorf("token file %s: %w: %w", filepath.Join(f.dir, r.Token), err, ErrNotFound)
+		return Target{}, fmt.Errorf("token file in %s: %w: %w", f.dir, err, ErrNotFound)
 	}
 	t.Allow = f.allow
 	return t, nil
@@ -120,7 +120,18 @@ func (s *SocketDir) Resolve(_ context.Context, r Request) (Target, error) {
 		return Target{}, fmt.Errorf("no socket in %s: %w", s.dir, ErrNotFound)
 	}
 	if fi.Mode().Type() != fs.ModeSocket {
-		return Target{}, fmt.Errorf("%s is not a socket (%s): %w", path, fi.Mode().Type(), ErrNotFound)
+		return Target{}, fmt.Errorf("token names a %s in %s, not a socket: %w", fi.Mode().Type(), s.dir, ErrNotFound)
 	}
-	return Target{Network: "unix", Address: path, Allow: s.allow}, nil
+	// The socket's name is the token: logs name the directory only.
+	return Target{Network: "unix", Address: path, Allow: s.allow, Label: "unix:" + filepath.Join(s.dir, "(token)")}, nil
+}
+
+// pathErrCause drops the path from a file error: in a token directory the
+// path holds the token, which must not reach a log.
+func pathErrCause(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }

@@ -108,6 +108,10 @@ func (h *HTTPLookup) Resolve(ctx context.Context, req Request) (Target, error) {
 		return t, nil
 	}
 	t, err := h.lookup(ctx, req.Token)
+	if err != nil && ctx.Err() != nil {
+		// The client went away; that says nothing about the service.
+		return Target{}, fmt.Errorf("lookup abandoned: %w", ctx.Err())
+	}
 	if errors.Is(err, ErrUnavailable) {
 		if h.health.set(true) {
 			h.opts.Logger.Error("token lookup service unavailable; token lookups answer 503 until it is back", "url", h.opts.URL, "err", err)

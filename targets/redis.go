@@ -124,9 +124,13 @@ func (r *Redis) Resolve(ctx context.Context, req Request) (Target, error) {
 	if r.opts.Namespace != "" {
 		key = r.opts.Namespace + ":" + req.Token
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+	lctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
-	v, err := r.client.Get(ctx, key).Result()
+	v, err := r.client.Get(lctx, key).Result()
+	if err != nil && ctx.Err() != nil {
+		// The client went away; that says nothing about Redis.
+		return Target{}, fmt.Errorf("redis lookup abandoned: %w", ctx.Err())
+	}
 	if err != nil && !errors.Is(err, redis.Nil) {
 		if r.health.set(true) {
 			r.opts.Logger.Error("redis token source unreachable; token lookups answer 503 until it is back", "addr", r.opts.Addr, "err", err)

@@ -41,6 +41,9 @@ type Target struct {
 	// Settings overrides the bridge's session settings for this target, or
 	// is nil.
 	Settings *Settings
+	// Label, when set, is how logs name the target instead of its address,
+	// for addresses that hold the token (a socket named by its token).
+	Label string
 }
 
 // Settings are the session settings a configured target may override. A

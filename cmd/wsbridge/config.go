@@ -36,13 +36,12 @@ type Config struct {
 	Targets []TargetConfig `hcl:"target,block"`
 
 	// Token sources, asked in the order the file lists them.
-	TokenFiles  []TokenFileConfig  `hcl:"token_file,block"`
-	TokenRedis  []TokenRedisConfig `hcl:"token_redis,block"`
-	TokenJWT    []TokenJWTConfig   `hcl:"token_jwt,block"`
-	TokenHTTP   []TokenHTTPConfig  `hcl:"token_http,block"`
-	SocketDirs  []SocketDirConfig  `hcl:"socket_dir,block"`
-	sourceOrder []string           // "type name" in order, when not from a file
-	allowAny    bool               // websockify command line without --allow
+	TokenFiles []TokenFileConfig  `hcl:"token_file,block"`
+	TokenRedis []TokenRedisConfig `hcl:"token_redis,block"`
+	TokenJWT   []TokenJWTConfig   `hcl:"token_jwt,block"`
+	TokenHTTP  []TokenHTTPConfig  `hcl:"token_http,block"`
+	SocketDirs []SocketDirConfig  `hcl:"socket_dir,block"`
+	allowAny   bool               // websockify command line without --allow
 }
 
 // LogConfig is the log block.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,20 +35,17 @@ func (s *sourceSpec) dynamic() bool { return s.redis != nil || s.jwt != nil || s
 var sourceKinds = []string{"token_file", "token_redis", "token_jwt", "token_http", "socket_dir"}
 
 // sourceOrder returns "kind name" for every token source in the order the
-// file lists them (the order of the chain), or for the command line in the
-// order it was given.
+// file lists them (the order of the chain). A config from the command line
+// has one source at most; its order is by kind.
 func (s *source) sourceOrder(cfg *Config) []string {
 	if s != nil && s.body != nil {
 		var order []string
 		for _, b := range s.body.Blocks {
-			if len(b.Labels) > 0 && containsString(sourceKinds, b.Type) {
+			if len(b.Labels) > 0 && slices.Contains(sourceKinds, b.Type) {
 				order = append(order, b.Type+" "+b.Labels[0])
 			}
 		}
 		return order
-	}
-	if cfg.sourceOrder != nil {
-		return cfg.sourceOrder
 	}
 	var order []string
 	add := func(kind string, names ...string) {
@@ -71,15 +69,6 @@ func (s *source) sourceOrder(cfg *Config) []string {
 		add("socket_dir", c.Name)
 	}
 	return order
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // validateToken checks the token block into the bridge options.

@@ -248,11 +248,13 @@ func TestSourceChainFromConfig(t *testing.T) {
 	os.Mkdir(names, 0o755)
 	os.Mkdir(socks, 0o755)
 	os.WriteFile(filepath.Join(names, "desk"), []byte(target), 0o600)
-	// The same token in the later source must not win.
-	ln, err := net.Listen("unix", filepath.Join(socks, "desk"))
+	// A socket nobody listens on any more: its token answers 404, and
+	// the log must not name it (the socket's name is the token).
+	ln, err := net.Listen("unix", filepath.Join(socks, "deadvm"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	ln.Close()
 	usock := filepath.Join(socks, "vm1")
 	uln, err := net.Listen("unix", usock)
@@ -294,12 +296,15 @@ socket_dir "vms" {
 	if otherHits.Load() != 1 {
 		t.Errorf("the static token target saw %d connections, want 1", otherHits.Load())
 	}
-	for _, p := range []string{"/t/nope", "/t/..%2Fnames%2Fdesk", "/desk", "/t/desk/x"} {
+	for _, p := range []string{"/t/nope", "/t/..%2Fnames%2Fdesk", "/desk", "/t/desk/x", "/t/deadvm"} {
 		if s := statusOf(t, "ws://"+d.addr+p); s != 404 {
 			t.Errorf("%s: status %d, want 404", p, s)
 		}
 	}
-	if strings.Contains(d.log(), "fixed-token") {
-		t.Errorf("the static token reached the log:\n%s", d.log())
+	d.waitLog(t, "target unreachable")
+	for _, tok := range []string{"fixed-token", "vm1", "deadvm"} {
+		if strings.Contains(d.log(), tok) {
+			t.Errorf("token %s reached the log:\n%s", tok, d.log())
+		}
 	}
 }
