@@ -294,6 +294,13 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, log *slog.Logger) 
 	if s.isDraining() {
 		return nil, refuse(http.StatusServiceUnavailable, "server is shutting down")
 	}
+	// Admission comes first: a banned address costs no more work.
+	remote, _ := netip.ParseAddrPort(r.RemoteAddr)
+	if left, banned := s.failures.Banned(remote.Addr(), time.Now()); banned {
+		rf := refuse(http.StatusTooManyRequests, "too many failed token lookups")
+		rf.retryAfter = left
+		return nil, rf
+	}
 	if rf := checkUpgrade(r); rf != nil {
 		return nil, rf
 	}
@@ -307,12 +314,6 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, log *slog.Logger) 
 			host = "(token)" // the Host header is the token
 		}
 		log.Warn("origin refused", "origin", r.Header.Get("Origin"), "host", host)
-		return nil, rf
-	}
-	remote, _ := netip.ParseAddrPort(r.RemoteAddr)
-	if left, banned := s.failures.Banned(remote.Addr(), time.Now()); banned {
-		rf := refuse(http.StatusTooManyRequests, "too many failed token lookups")
-		rf.retryAfter = left
 		return nil, rf
 	}
 	token, err := ExtractToken(r, s.opts.Token)
