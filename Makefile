@@ -39,7 +39,7 @@ fuzz:
 	go test -run '^$$' -fuzz FuzzConfig -fuzztime $(FUZZTIME) ./cmd/wsbridge
 
 bench:
-	go test -run '^$$' -bench . -benchmem -count 5 ./bridge
+	go test -run '^$$' -bench . -benchmem -count 5 ./bridge ./targets
 
 build:
 	go build -trimpath -ldflags '$(LDFLAGS)' -o bin/wsbridge ./cmd/wsbridge
