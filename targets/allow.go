@@ -157,7 +157,10 @@ func (a *Allowlist) AllowsAddr(ap netip.AddrPort) bool {
 // CheckUnix returns nil when path is a Unix socket that the list allows:
 // a clean absolute path below an allowed directory, reached from that
 // directory without following a symbolic link. The directory itself was
-// chosen by the operator and may be or hold a link.
+// chosen by the operator and may be or hold a link. The check runs just
+// before the connect and Linux has no connectat, so a process that may
+// write into the directory could swap a socket for a link in between;
+// such a process is trusted with the sockets anyway.
 func (a *Allowlist) CheckUnix(path string) error {
 	if !filepath.IsAbs(path) || filepath.Clean(path) != path {
 		return fmt.Errorf("unix socket %q is not a clean absolute path: %w", path, ErrNotAllowed)
