@@ -215,19 +215,7 @@ func TestClientVanishes(t *testing.T) {
 		ended <- err
 	})
 	b := startBridge(t, static(addr), nil, nil)
-	var raw net.Conn
-	hc := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-			raw = c
-			return c, err
-		},
-	}}
-	c, _, err := websocket.Dial(t.Context(), b.url, &websocket.DialOptions{HTTPClient: hc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
+	c, raw := dialRaw(t, b.url)
 	c.Write(t.Context(), websocket.MessageBinary, []byte("hi"))
 	raw.(*net.TCPConn).SetLinger(0)
 	raw.Close()
@@ -335,19 +323,7 @@ func TestLingerBoundsStalledTarget(t *testing.T) {
 		}
 	})
 	b := startBridge(t, static(addr), nil, &bridge.Options{Linger: 200 * time.Millisecond, WriteTimeout: time.Minute})
-	var raw net.Conn
-	hc := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-			raw = c
-			return c, err
-		},
-	}}
-	c, _, err := websocket.Dial(t.Context(), b.url, &websocket.DialOptions{HTTPClient: hc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
+	c, raw := dialRaw(t, b.url)
 	// Push until the bridge's write to the silent target blocks and the
 	// client's own writes block behind it.
 	go func() {

@@ -162,6 +162,26 @@ func dial(t testing.TB, url string, protocols ...string) *websocket.Conn {
 	return c
 }
 
+// dialRaw is dial that also returns the client's TCP connection, for tests
+// that cut it without a close frame.
+func dialRaw(t testing.TB, url string) (*websocket.Conn, net.Conn) {
+	t.Helper()
+	var raw net.Conn
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			raw = c
+			return c, err
+		},
+	}}
+	c, _, err := websocket.Dial(t.Context(), url, &websocket.DialOptions{HTTPClient: hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	return c, raw
+}
+
 // readUntilClose reads messages until the connection closes and returns the
 // bytes of all data messages and the close error.
 func readUntilClose(c *websocket.Conn) ([]byte, error) {

@@ -2,9 +2,30 @@ package targets
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 )
+
+// CheckTargetForm says what the fuzzers of this package and of targets_test
+// hold every parsed target to: a tcp address that parses back unchanged,
+// or an absolute socket path.
+func CheckTargetForm(tg Target) error {
+	switch tg.Network {
+	case "tcp":
+		back, err := ParseAddress(tg.Address)
+		if err != nil || back.Address != tg.Address {
+			return fmt.Errorf("address %q does not parse back: %v", tg.Address, err)
+		}
+	case "unix":
+		if !strings.HasPrefix(tg.Address, "/") {
+			return fmt.Errorf("relative socket %q", tg.Address)
+		}
+	default:
+		return fmt.Errorf("network %q", tg.Network)
+	}
+	return nil
+}
 
 // FuzzJWTClaims feeds claim sets to the code that turns websockify's
 // "host" and "port" claims into a target: it must never panic, and what it
@@ -27,18 +48,8 @@ func FuzzJWTClaims(f *testing.F) {
 		if err != nil {
 			return
 		}
-		switch tg.Network {
-		case "tcp":
-			back, err := ParseAddress(tg.Address)
-			if err != nil || back.Address != tg.Address {
-				t.Fatalf("claims %s gave %q, which does not parse back: %v", data, tg.Address, err)
-			}
-		case "unix":
-			if !strings.HasPrefix(tg.Address, "/") {
-				t.Fatalf("claims %s gave a relative socket %q", data, tg.Address)
-			}
-		default:
-			t.Fatalf("claims %s gave network %q", data, tg.Network)
+		if err := CheckTargetForm(tg); err != nil {
+			t.Fatalf("claims %s: %v", data, err)
 		}
 	})
 }

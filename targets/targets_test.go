@@ -188,13 +188,20 @@ func TestRouter(t *testing.T) {
 		{targets.Request{Path: "/websockify"}, ""},
 	}
 	for _, tt := range tests {
-		got, err := resolve(t, r, tt.req)
-		switch {
-		case tt.want == "" && !errors.Is(err, targets.ErrNotFound):
-			t.Errorf("Resolve(%+v) = %v, %v; want ErrNotFound", tt.req, got, err)
-		case tt.want != "" && (err != nil || got.Name != tt.want):
-			t.Errorf("Resolve(%+v) = %v, %v; want %s", tt.req, got, err, tt.want)
-		}
+		wantRoute(t, r, tt.req, tt.want)
+	}
+}
+
+// wantRoute checks that r resolves req to the target named want, or to
+// ErrNotFound when want is "".
+func wantRoute(t *testing.T, r targets.Resolver, req targets.Request, want string) {
+	t.Helper()
+	got, err := resolve(t, r, req)
+	switch {
+	case want == "" && !errors.Is(err, targets.ErrNotFound):
+		t.Errorf("Resolve(%+v) = %v, %v; want ErrNotFound", req, got, err)
+	case want != "" && (err != nil || got.Name != want):
+		t.Errorf("Resolve(%+v) = %v, %v; want %s", req, got, err, want)
 	}
 }
 
@@ -283,17 +290,8 @@ func FuzzParseTokens(f *testing.F) {
 			if token == "" || strings.TrimSpace(token) != token {
 				t.Fatalf("token %q kept its spaces or is empty", token)
 			}
-			switch tg.Network {
-			case "tcp":
-				if _, err := targets.ParseAddress(tg.Address); err != nil {
-					t.Fatalf("token %q gave address %q that does not parse back: %v", token, tg.Address, err)
-				}
-			case "unix":
-				if !strings.HasPrefix(tg.Address, "/") {
-					t.Fatalf("token %q gave a relative socket %q", token, tg.Address)
-				}
-			default:
-				t.Fatalf("token %q gave network %q", token, tg.Network)
+			if err := targets.CheckTargetForm(tg); err != nil {
+				t.Fatalf("token %q: %v", token, err)
 			}
 		}
 	})
@@ -326,13 +324,7 @@ func TestRouterHostsAndTokens(t *testing.T) {
 		{targets.Request{Host: "[::1]:6080", Path: "/"}, ""},
 	}
 	for _, tt := range tests {
-		got, err := resolve(t, r, tt.req)
-		switch {
-		case tt.want == "" && !errors.Is(err, targets.ErrNotFound):
-			t.Errorf("Resolve(%+v) = %v, %v; want ErrNotFound", tt.req, got, err)
-		case tt.want != "" && (err != nil || got.Name != tt.want):
-			t.Errorf("Resolve(%+v) = %v, %v; want %s", tt.req, got, err, tt.want)
-		}
+		wantRoute(t, r, tt.req, tt.want)
 	}
 	// A token the router refuses never reaches the source.
 	src := &counting{}

@@ -84,15 +84,7 @@ func interopTarget(t testing.TB, network, addr string) string {
 }
 
 // freePort returns a loopback port that was free a moment ago.
-func freePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-}
+func freePort(t testing.TB) string { return strconv.Itoa(testenv.FreePort(t)) }
 
 // startProxy runs program with websockify arguments, which must make it
 // listen on 127.0.0.1:port, and waits until it does. It is stopped with

@@ -17,7 +17,7 @@ func Redis(t testing.TB, extra ...string) string {
 	t.Helper()
 	bin := Program(t, "redis-server", "redis-server")
 	for attempt := 0; attempt < 5; attempt++ {
-		port := freePort(t)
+		port := FreePort(t)
 		args := append([]string{
 			"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 			"--save", "", "--appendonly", "no", "--dir", t.TempDir(),
@@ -72,8 +72,8 @@ func waitRedis(addr string, exited <-chan struct{}) bool {
 	return false
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t testing.TB) int {
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
