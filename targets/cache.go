@@ -1,7 +1,9 @@
 package targets
 
 import (
+	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -63,15 +65,22 @@ func (c *cache) put(tok string, t Target, now time.Time) {
 // health logs a source going down and coming back once each, not once per
 // lookup, so an outage is one clear error line and one recovery line.
 type health struct {
-	mu   sync.Mutex
-	down bool
+	log   *slog.Logger
+	what  string // "redis token source"
+	attrs []any  // where it is: "addr", ... (never a token)
+	down  atomic.Bool
 }
 
-// set records the outcome of a call and reports whether the state changed.
-func (h *health) set(down bool) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	changed := h.down != down
-	h.down = down
-	return changed
+// failed records a lookup the source could not answer.
+func (h *health) failed(err error) {
+	if h.down.CompareAndSwap(false, true) {
+		h.log.Error(h.what+" unavailable; token lookups answer 503 until it is back", append(h.attrs[:len(h.attrs):len(h.attrs)], "err", err)...)
+	}
+}
+
+// answered records a lookup the source answered, found or not.
+func (h *health) answered() {
+	if h.down.Load() && h.down.CompareAndSwap(true, false) {
+		h.log.Info(h.what+" answering again", h.attrs...)
+	}
 }

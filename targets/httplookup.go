@@ -75,7 +75,8 @@ func NewHTTPLookup(opts *HTTPLookupOptions) (*HTTPLookup, error) {
 				return errors.New("the lookup service answered with a redirect, which wsbridge does not follow")
 			},
 		},
-		cache: cache{ttl: o.CacheTTL},
+		cache:  cache{ttl: o.CacheTTL},
+		health: health{log: o.Logger, what: "token lookup service", attrs: []any{"url", o.URL}},
 	}, nil
 }
 
@@ -113,14 +114,10 @@ func (h *HTTPLookup) Resolve(ctx context.Context, req Request) (Target, error) {
 		return Target{}, fmt.Errorf("lookup abandoned: %w", ctx.Err())
 	}
 	if errors.Is(err, ErrUnavailable) {
-		if h.health.set(true) {
-			h.opts.Logger.Error("token lookup service unavailable; token lookups answer 503 until it is back", "url", h.opts.URL, "err", err)
-		}
+		h.health.failed(err)
 		return Target{}, err
 	}
-	if h.health.set(false) {
-		h.opts.Logger.Info("token lookup service answering again", "url", h.opts.URL)
-	}
+	h.health.answered()
 	if err != nil {
 		return Target{}, err
 	}

@@ -154,31 +154,68 @@ func (c *jwtClaims) target() (Target, error) { return hostPortClaims(c.Host, c.P
 // public key, certificate or private key) or an HMAC secret in the given
 // encoding ("base64url" or "raw").
 func ParseJWTKey(data []byte, encoding string, algs []string) (any, error) {
-	block, _ := pem.Decode(data)
-	if block == nil {
-		return hmacSecret(data, encoding, algs)
-	}
-	key, err := pemPublicKey(block)
+	key, fits, err := parseKey(data, encoding)
 	if err != nil {
 		return nil, err
 	}
-	var family []string
-	switch key.(type) {
-	case *rsa.PublicKey:
-		family = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
-	case *ecdsa.PublicKey:
-		family = []string{"ES256", "ES384", "ES512"}
-	case ed25519.PublicKey:
-		family = []string{"EdDSA"}
-	default:
-		return nil, fmt.Errorf("unsupported key type %T", key)
-	}
 	for _, a := range algs {
-		if !slices.Contains(family, a) {
-			return nil, fmt.Errorf("algorithm %s does not fit a %T key (it takes %s)", a, key, strings.Join(family, ", "))
+		if slices.Contains(fits, a) {
+			continue
 		}
+		secret, isSecret := key.([]byte)
+		need, isHMAC := hmacSizes[a]
+		switch {
+		case isSecret && isHMAC:
+			return nil, fmt.Errorf("HMAC secret of %d bytes is too short for %s: RFC 7518 asks for at least %d", len(secret), a, need)
+		case isSecret:
+			return nil, fmt.Errorf("algorithm %s needs a PEM key; the key file holds an HMAC secret", a)
+		}
+		return nil, fmt.Errorf("algorithm %s does not fit a %T key (it takes %s)", a, key, strings.Join(fits, ", "))
 	}
 	return key, nil
+}
+
+// KeyAlgorithms returns every algorithm that fits the key in data (see
+// ParseJWTKey): the websockify command line, which has no way to name
+// algorithms, pins the key's family this way.
+func KeyAlgorithms(data []byte, encoding string) ([]string, error) {
+	_, fits, err := parseKey(data, encoding)
+	if err == nil && len(fits) == 0 {
+		_, err = ParseJWTKey(data, encoding, []string{"HS256"}) // says why
+	}
+	return fits, err
+}
+
+// parseKey reads a key file once and returns the key and the algorithms
+// it fits.
+func parseKey(data []byte, encoding string) (key any, fits []string, err error) {
+	block, _ := pem.Decode(data)
+	if block == nil {
+		secret, err := decodeSecret(data, encoding)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, a := range []string{"HS256", "HS384", "HS512"} {
+			if len(secret) >= hmacSizes[a] {
+				fits = append(fits, a)
+			}
+		}
+		return secret, fits, nil
+	}
+	if key, err = pemPublicKey(block); err != nil {
+		return nil, nil, err
+	}
+	switch key.(type) {
+	case *rsa.PublicKey:
+		fits = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+	case *ecdsa.PublicKey:
+		fits = []string{"ES256", "ES384", "ES512"}
+	case ed25519.PublicKey:
+		fits = []string{"EdDSA"}
+	default:
+		return nil, nil, fmt.Errorf("unsupported key type %T", key)
+	}
+	return key, fits, nil
 }
 
 func pemPublicKey(b *pem.Block) (any, error) {
@@ -220,52 +257,18 @@ func pemPublicKey(b *pem.Block) (any, error) {
 
 var hmacSizes = map[string]int{"HS256": 32, "HS384": 48, "HS512": 64}
 
-func hmacSecret(data []byte, encoding string, algs []string) ([]byte, error) {
-	var secret []byte
+// decodeSecret reads an HMAC secret from a key file that is not PEM.
+func decodeSecret(data []byte, encoding string) ([]byte, error) {
 	switch encoding {
 	case "", "base64url":
 		s := strings.TrimRight(strings.TrimSpace(string(data)), "=")
-		var err error
-		if secret, err = base64.RawURLEncoding.DecodeString(s); err != nil {
+		secret, err := base64.RawURLEncoding.DecodeString(s)
+		if err != nil {
 			return nil, fmt.Errorf("not PEM, and not a base64url HMAC secret (%v); for a secret written as plain text, set the encoding to raw", err)
 		}
+		return secret, nil
 	case "raw":
-		secret = bytes.TrimRight(data, "\r\n")
-	default:
-		return nil, fmt.Errorf("secret encoding %q: want base64url or raw", encoding)
+		return bytes.TrimRight(data, "\r\n"), nil
 	}
-	for _, a := range algs {
-		need, ok := hmacSizes[a]
-		if !ok {
-			return nil, fmt.Errorf("algorithm %s needs a PEM key; the key file holds an HMAC secret", a)
-		}
-		if len(secret) < need {
-			return nil, fmt.Errorf("HMAC secret of %d bytes is too short for %s: RFC 7518 asks for at least %d", len(secret), a, need)
-		}
-	}
-	return secret, nil
-}
-
-// KeyAlgorithms returns every algorithm that fits the key in data (see
-// ParseJWTKey): the websockify command line, which has no way to name
-// algorithms, pins the key's family this way.
-func KeyAlgorithms(data []byte, encoding string) ([]string, error) {
-	for _, family := range [][]string{
-		{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"},
-		{"ES256", "ES384", "ES512"},
-		{"EdDSA"},
-		{"HS512", "HS384", "HS256"},
-	} {
-		var fit []string
-		for _, a := range family {
-			if _, err := ParseJWTKey(data, encoding, []string{a}); err == nil {
-				fit = append(fit, a)
-			}
-		}
-		if len(fit) > 0 {
-			return fit, nil
-		}
-	}
-	_, err := ParseJWTKey(data, encoding, []string{"HS256"})
-	return nil, err
+	return nil, fmt.Errorf("secret encoding %q: want base64url or raw", encoding)
 }

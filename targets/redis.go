@@ -80,7 +80,8 @@ func NewRedis(opts *RedisOptions) *Redis {
 		Protocol:        2,
 		DisableIdentity: true,
 	})
-	return &Redis{opts: o, client: c, cache: cache{ttl: o.CacheTTL}}
+	return &Redis{opts: o, client: c, cache: cache{ttl: o.CacheTTL},
+		health: health{log: o.Logger, what: "redis token source", attrs: []any{"addr", o.Addr}}}
 }
 
 // quietRedis silences go-redis's own logger, which writes to standard
@@ -132,14 +133,10 @@ func (r *Redis) Resolve(ctx context.Context, req Request) (Target, error) {
 		return Target{}, fmt.Errorf("redis lookup abandoned: %w", ctx.Err())
 	}
 	if err != nil && !errors.Is(err, redis.Nil) {
-		if r.health.set(true) {
-			r.opts.Logger.Error("redis token source unreachable; token lookups answer 503 until it is back", "addr", r.opts.Addr, "err", err)
-		}
+		r.health.failed(err)
 		return Target{}, fmt.Errorf("redis %s: %w: %w", r.opts.Addr, err, ErrUnavailable)
 	}
-	if r.health.set(false) {
-		r.opts.Logger.Info("redis token source reachable again", "addr", r.opts.Addr)
-	}
+	r.health.answered()
 	if err != nil {
 		return Target{}, fmt.Errorf("token not in redis: %w", ErrNotFound)
 	}

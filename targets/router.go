@@ -150,18 +150,17 @@ func (r *Router) Resolve(ctx context.Context, req Request) (Target, error) {
 	if len(p) > 1 {
 		p = strings.TrimSuffix(p, "/")
 	}
+	var host string
 	if len(r.hostPaths)+len(r.hosts) > 0 {
-		host := RequestHost(req.Host)
-		if t, ok := r.hostPaths[[2]string{host, p}]; ok {
-			return t, nil
-		}
-		if t, ok := r.paths[p]; ok {
-			return t, nil
-		}
-		if t, ok := r.hosts[host]; ok {
-			return t, nil
-		}
-	} else if t, ok := r.paths[p]; ok {
+		host = RequestHost(req.Host) // lower-casing costs; only when a route needs it
+	}
+	if t, ok := r.hostPaths[[2]string{host, p}]; ok {
+		return t, nil
+	}
+	if t, ok := r.paths[p]; ok {
+		return t, nil
+	}
+	if t, ok := r.hosts[host]; ok {
 		return t, nil
 	}
 	if r.source != nil || len(r.tokens) > 0 {

@@ -109,7 +109,7 @@ func TestRedisCacheAndOutage(t *testing.T) {
 			t.Fatalf("Resolve(other) with redis down = %v, want ErrUnavailable", err)
 		}
 	}
-	if n := strings.Count(logs.String(), "unreachable"); n != 1 {
+	if n := strings.Count(logs.String(), "unavailable"); n != 1 {
 		t.Errorf("outage logged %d times, want once:\n%s", n, logs.String())
 	}
 	if strings.Contains(logs.String(), "other") {
@@ -345,6 +345,18 @@ func TestJWTKeyChecks(t *testing.T) {
 	for _, tt := range tests {
 		if _, err := targets.NewJWT(&tt.opts); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: NewJWT error = %v, want %q", tt.name, err, tt.want)
+		}
+	}
+	// What the websockify command line pins: the key's family.
+	for file, want := range map[string]string{
+		k.rsaPub:  "RS256,RS384,RS512,PS256,PS384,PS512",
+		k.ecPriv:  "ES256,ES384,ES512",
+		k.hmacB64: "HS256", // 37 bytes: too short for HS384
+		short:     "",
+	} {
+		algs, err := targets.KeyAlgorithms(mustPEM(t, file), "")
+		if got := strings.Join(algs, ","); got != want || (want == "") != (err != nil) {
+			t.Errorf("KeyAlgorithms(%s) = %q, %v; want %q", filepath.Base(file), got, err, want)
 		}
 	}
 }

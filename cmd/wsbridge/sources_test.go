@@ -161,7 +161,7 @@ token_redis "fleet" {
 			t.Errorf("a secret or token reached the log:\n%s", logs)
 		}
 	}
-	if !a.waitLog(t, "redis token source unreachable") {
+	if !a.waitLog(t, "redis token source unavailable") {
 		t.Errorf("the outage was not logged:\n%s", a.log())
 	}
 }
