@@ -41,7 +41,6 @@ type Config struct {
 	TokenJWT   []TokenJWTConfig   `hcl:"token_jwt,block"`
 	TokenHTTP  []TokenHTTPConfig  `hcl:"token_http,block"`
 	SocketDirs []SocketDirConfig  `hcl:"socket_dir,block"`
-	allowAny   bool               // websockify command line without --allow
 }
 
 // LogConfig is the log block.

@@ -198,6 +198,7 @@ func buildSource(ctx context.Context, spec *sourceSpec, logger *slog.Logger, che
 	case spec.redis != nil:
 		o := *spec.redis
 		o.Logger = logger
+		o.Allow = spec.allow
 		r := targets.NewRedis(&o)
 		if !check {
 			if err := r.Ping(ctx); err != nil {
@@ -207,6 +208,7 @@ func buildSource(ctx context.Context, spec *sourceSpec, logger *slog.Logger, che
 		return r, r.Close, nil
 	case spec.jwt != nil:
 		o := *spec.jwt
+		o.Allow = spec.allow
 		if len(o.Algorithms) == 0 {
 			// The websockify command line cannot name algorithms: pin
 			// the key's family.
@@ -223,6 +225,7 @@ func buildSource(ctx context.Context, spec *sourceSpec, logger *slog.Logger, che
 	case spec.http != nil:
 		o := *spec.http
 		o.Logger = logger
+		o.Allow = spec.allow
 		h, err := targets.NewHTTPLookup(&o)
 		if err != nil {
 			return nil, nil, err

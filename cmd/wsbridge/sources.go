@@ -23,7 +23,7 @@ type sourceSpec struct {
 	jwt     *targets.JWTOptions
 	http    *targets.HTTPLookupOptions
 	sockDir string
-	allow   *targets.Allowlist // nil: every target (token files, or --token-plugin without --allow)
+	allow   *targets.Allowlist // nil: every target (token files, or --token-plugin without --allow); buildSource hands it on
 }
 
 func (s *sourceSpec) label() string { return s.kind + " " + strconv.Quote(s.name) }
@@ -77,12 +77,12 @@ func (v *validator) validateToken(tc *TokenConfig, b *bridge.Options) {
 		return
 	}
 	b.Token = bridge.TokenFrom{Place: tc.From, Name: tc.Name, PathPrefix: tc.PathPrefix}
-	if err := bridge.ValidTokenFrom(b.Token); err != nil {
-		at := v.src.at("token", "from")
-		if tc.PathPrefix != "" && !strings.Contains(err.Error(), "place") {
-			at = v.src.at("token", "path_prefix")
-		}
-		v.errorf(at, "token", "%v", err)
+	// Checked one field at a time, so each error points at its own.
+	if err := bridge.ValidTokenFrom(bridge.TokenFrom{Place: tc.From}); err != nil {
+		v.errorf(v.src.at("token", "from"), "token.from", "%v", err)
+	}
+	if err := bridge.ValidTokenFrom(bridge.TokenFrom{PathPrefix: tc.PathPrefix}); err != nil {
+		v.errorf(v.src.at("token", "path_prefix"), "token.path_prefix", "%v", err)
 	}
 	if tc.Name == "" {
 		v.errorf(v.src.at("token", "name"), "token.name", "must not be empty")
@@ -111,7 +111,9 @@ func (v *validator) validateTargets(cfg *Config, st *settings) (fallback string,
 		}
 		t.Name = tc.Name
 		rt := targets.Route{Path: tc.Path, Host: tc.Host, Token: tc.Token, Target: t}
-		var keys []string
+		// key identifies the requests the target takes; field is where an
+		// overlap is reported and words how it is described.
+		var key, field, words string
 		switch {
 		case tc.Token != "":
 			if tc.Path != "" || tc.Host != "" {
@@ -120,7 +122,7 @@ func (v *validator) validateTargets(cfg *Config, st *settings) (fallback string,
 			if err := targets.CheckToken(tc.Token, targets.MaxTokenLen); err != nil {
 				v.errorf(v.src.at("target", tc.Name, "token"), label+" token", "%v (tokens are 1 to %d of A-Z a-z 0-9 - . _ ~ + = @, without \"..\")", err, targets.MaxTokenLen)
 			}
-			keys = append(keys, "token\x00"+tc.Token)
+			key, field, words = "token\x00"+tc.Token, "token", "token"
 			tokenRoutes = true
 		case tc.Path == "" && tc.Host == "":
 			if fallback != "" {
@@ -140,20 +142,19 @@ func (v *validator) validateTargets(cfg *Config, st *settings) (fallback string,
 					v.errorf(v.src.at("target", tc.Name, "host"), label+" host", "%v", err)
 				}
 			}
-			keys = append(keys, "route\x00"+host+"\x00"+path)
-		}
-		for _, k := range keys {
-			if prev, ok := seen[k]; ok {
-				field := "path"
-				if tc.Path == "" {
-					field = "host"
-				}
-				if tc.Token != "" {
-					field = "token"
-				}
-				v.errorf(v.src.at("target", tc.Name, field), label+" "+field, "target %q already takes the requests with this %s", prev, selectorWords(tc))
+			key, field, words = "route\x00"+host+"\x00"+path, "path", "path"
+			switch {
+			case host != "" && path != "":
+				words = "host and path"
+			case host != "":
+				field, words = "host", "host"
 			}
-			seen[k] = tc.Name
+		}
+		if key != "" {
+			if prev, ok := seen[key]; ok {
+				v.errorf(v.src.at("target", tc.Name, field), label+" "+field, "target %q already takes the requests with this %s", prev, words)
+			}
+			seen[key] = tc.Name
 		}
 
 		var set targets.Settings
@@ -174,29 +175,18 @@ func (v *validator) validateTargets(cfg *Config, st *settings) (fallback string,
 	return fallback, tokenRoutes
 }
 
-func selectorWords(tc TargetConfig) string {
-	switch {
-	case tc.Token != "":
-		return "token"
-	case tc.Host != "" && tc.Path != "":
-		return "host and path"
-	case tc.Host != "":
-		return "host"
-	}
-	return "path"
-}
-
 // validateSources checks every token source block, in chain order.
 func (v *validator) validateSources(cfg *Config, st *settings) {
 	for _, key := range v.src.sourceOrder(cfg) {
 		kind, name, _ := strings.Cut(key, " ")
 		spec := &sourceSpec{kind: kind, name: name}
+		var allow []string
 		at := func(attr string) *hcl.Range { return v.src.at(kind, name, attr) }
 		field := func(attr string) string { return spec.label() + " " + attr }
 		switch kind {
 		case "token_file":
 			c := findNamed(cfg.TokenFiles, name, func(c TokenFileConfig) string { return c.Name })
-			spec.file = c
+			spec.file, allow = c, c.Allow
 			if c.Path == "" {
 				v.errorf(at("path"), field("path"), "must name a file or directory")
 			}
@@ -207,11 +197,9 @@ func (v *validator) validateSources(cfg *Config, st *settings) {
 			default:
 				v.errorf(at("style"), field("style"), "%q: want lines (websockify TokenFile: \"token: host:port\" lines) or names (TokenFileName: the file name is the token)", c.Style)
 			}
-			if len(c.Allow) > 0 {
-				spec.allow = v.allowlist(c.Allow, at("allow"), field("allow"))
-			}
 		case "token_redis":
 			c := findNamed(cfg.TokenRedis, name, func(c TokenRedisConfig) string { return c.Name })
+			allow = c.Allow
 			o := &targets.RedisOptions{Addr: c.Address, DB: c.DB, Username: c.Username, Password: c.Password, Namespace: c.Namespace}
 			if c.Address != "" {
 				if _, _, err := splitHostPort(c.Address); err != nil {
@@ -226,6 +214,7 @@ func (v *validator) validateSources(cfg *Config, st *settings) {
 			spec.redis = o
 		case "token_jwt":
 			c := findNamed(cfg.TokenJWT, name, func(c TokenJWTConfig) string { return c.Name })
+			allow = c.Allow
 			o := &targets.JWTOptions{KeyFile: c.KeyFile, Algorithms: c.Algorithms, Audience: c.Audience,
 				SecretEncoding: c.SecretEncoding, RequireExpiry: c.RequireExp == nil || *c.RequireExp}
 			if c.Leeway != "" {
@@ -247,6 +236,7 @@ func (v *validator) validateSources(cfg *Config, st *settings) {
 			spec.jwt = o
 		case "token_http":
 			c := findNamed(cfg.TokenHTTP, name, func(c TokenHTTPConfig) string { return c.Name })
+			allow = c.Allow
 			if err := targets.CheckLookupURL(c.URL); err != nil {
 				v.errorf(at("url"), field("url"), "%v", err)
 			}
@@ -262,41 +252,19 @@ func (v *validator) validateSources(cfg *Config, st *settings) {
 			}
 			spec.sockDir = c.Path
 		}
-		if spec.dynamic() {
-			allow := dynamicAllow(cfg, kind, name)
-			switch {
-			case cfg.allowAny:
-			case len(allow) == 0:
-				v.errorf(v.src.blockAt(kind, name), field("allow"),
-					"this source names targets from outside the configuration, so it needs allow = [...], the networks and ports it may reach, "+
-						`such as ["10.0.0.0/8:5900-5999"]; the allowlist is checked against the address actually dialled, after DNS. `+
-						`["0.0.0.0/0", "::/0"] allows everything, deliberately`)
-			default:
-				spec.allow = v.allowlist(allow, at("allow"), field("allow"))
-			}
-			switch {
-			case spec.redis != nil:
-				spec.redis.Allow = spec.allow
-			case spec.jwt != nil:
-				spec.jwt.Allow = spec.allow
-			case spec.http != nil:
-				spec.http.Allow = spec.allow
-			}
+		switch {
+		case len(allow) > 0:
+			spec.allow = v.allowlist(allow, at("allow"), field("allow"))
+		case spec.dynamic() && v.src.fromFile():
+			// The websockify command line reaches whatever the source
+			// names, as websockify does, and warns at start.
+			v.errorf(v.src.blockAt(kind, name), field("allow"),
+				"this source names targets from outside the configuration, so it needs allow = [...], the networks and ports it may reach, "+
+					`such as ["10.0.0.0/8:5900-5999"]; the allowlist is checked against the address actually dialled, after DNS. `+
+					`["0.0.0.0/0", "::/0"] allows everything, deliberately`)
 		}
 		st.sources = append(st.sources, spec)
 	}
-}
-
-func dynamicAllow(cfg *Config, kind, name string) []string {
-	switch kind {
-	case "token_redis":
-		return findNamed(cfg.TokenRedis, name, func(c TokenRedisConfig) string { return c.Name }).Allow
-	case "token_jwt":
-		return findNamed(cfg.TokenJWT, name, func(c TokenJWTConfig) string { return c.Name }).Allow
-	case "token_http":
-		return findNamed(cfg.TokenHTTP, name, func(c TokenHTTPConfig) string { return c.Name }).Allow
-	}
-	return nil
 }
 
 // findNamed returns the block config with the label name; duplicates were

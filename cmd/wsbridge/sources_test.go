@@ -222,17 +222,23 @@ func TestWebsockifyJWTAndJSONApi(t *testing.T) {
 	}
 
 	lookup := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/t/desk" {
+		switch r.URL.Path {
+		case "/t/desk":
 			fmt.Fprintf(w, `{"host": %q, "port": %s}`, host, port)
-			return
+		case "/t/evil":
+			fmt.Fprintf(w, `{"host": "127.0.0.1", "port": %s}`, fport)
+		default:
+			http.NotFound(w, r)
 		}
-		http.NotFound(w, r)
 	}))
 	defer lookup.Close()
 	d2 := startDaemon(t, "--token-plugin", "JSONTokenApi", "--token-source", lookup.URL+"/t/%s", "--allow", "127.0.0.1/32:"+port, "127.0.0.1:0")
 	echoThrough(t, "ws://"+d2.addr+"/?token=desk")
 	if s := statusOf(t, "ws://"+d2.addr+"/?token=other"); s != 404 {
 		t.Errorf("unknown token: status %d, want 404", s)
+	}
+	if s := statusOf(t, "ws://"+d2.addr+"/?token=evil"); s != 404 || forbiddenHits.Load() != 0 {
+		t.Errorf("lookup naming a target outside --allow: status %d, %d connections; want 404 and none", s, forbiddenHits.Load())
 	}
 }
 

@@ -25,7 +25,6 @@ type settings struct {
 	bridge   bridge.Options // without Logger and Files, which wiring adds
 	routes   []targets.Route
 	sources  []*sourceSpec // the token chain, in order
-	allowAny bool          // --token-plugin without --allow: warn at start
 }
 
 // validator collects every problem at once, each with its position when
@@ -113,7 +112,7 @@ func (v *validator) size(s string, lo, hi int64, path ...string) int64 {
 // validate checks everything and maps the Config to settings.
 func validate(cfg *Config, src *source) (*settings, hcl.Diagnostics) {
 	v := &validator{src: src}
-	st := &settings{web: cfg.Web, allowAny: cfg.allowAny}
+	st := &settings{web: cfg.Web}
 
 	// Port 0 asks the system for a free port; the log says which.
 	if _, port, err := net.SplitHostPort(cfg.Listen); err != nil || (port != "0" && !validPort(port)) {

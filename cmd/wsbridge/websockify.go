@@ -382,7 +382,6 @@ func websockifyTokenPlugin(cfg *Config, plugin, source string, allow []string) e
 		}
 		return usagef("unknown --token-plugin %s: wsbridge knows %s", plugin, strings.Join(tokenPlugins, ", "))
 	}
-	cfg.allowAny = len(allow) == 0
 	return nil
 }
 
