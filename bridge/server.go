@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -351,7 +350,7 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, log *slog.Logger) 
 	var tc net.Conn
 	if !s.opts.DialAfterUpgrade {
 		if tc, err = t.Dial(r.Context(), set.DialTimeout); err != nil {
-			log.Warn("target unreachable", "err", dialError(t, err))
+			log.Warn("target unreachable", "err", err)
 			// With a token, a dead target answers like an unknown token,
 			// so that tokens cannot be probed; so does a target outside
 			// the allowlist.
@@ -396,7 +395,7 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, log *slog.Logger) 
 		// websockify's order: the client has its 101 already, so a failed
 		// dial can only be told with a close code.
 		if sess.tc, err = t.Dial(context.Background(), set.DialTimeout); err != nil {
-			log.Warn("target unreachable", "err", dialError(t, err))
+			log.Warn("target unreachable", "err", err)
 			sess.failed = &ending{code: websocket.StatusInternalError, reason: "Failed to connect to downstream server", by: "target"}
 		}
 	}
@@ -524,16 +523,6 @@ func targetLabel(t targets.Target) string {
 		return t.Name + "=" + t.String()
 	}
 	return t.String()
-}
-
-// dialError is a dial error as logs show it: without the address when the
-// target's address holds its token.
-func dialError(t targets.Target, err error) error {
-	var oe *net.OpError
-	if t.Label != "" && errors.As(err, &oe) {
-		return fmt.Errorf("dial %s: %w", t.Label, oe.Err)
-	}
-	return err
 }
 
 func closeConn(c net.Conn) {

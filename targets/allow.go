@@ -188,8 +188,18 @@ func (a *Allowlist) CheckUnix(path string) error {
 
 // Dial connects to the target within timeout. A target with an allowlist
 // is checked as Allowlist says: a TCP target on every address the dialer
-// is about to connect to, a Unix socket on its path.
+// is about to connect to, a Unix socket on its path. When the target has
+// a Label, errors name the label, not the address that holds the token.
 func (t Target) Dial(ctx context.Context, timeout time.Duration) (net.Conn, error) {
+	c, err := t.dial(ctx, timeout)
+	var oe *net.OpError
+	if err != nil && t.Label != "" && errors.As(err, &oe) {
+		err = fmt.Errorf("dial %s: %w", t.Label, oe.Err)
+	}
+	return c, err
+}
+
+func (t Target) dial(ctx context.Context, timeout time.Duration) (net.Conn, error) {
 	d := net.Dialer{Timeout: timeout}
 	if a := t.Allow; a != nil {
 		if t.Network == "unix" {
