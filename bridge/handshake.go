@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"path"
 	"strings"
 	"time"
 
@@ -20,6 +19,7 @@ type refusal struct {
 	status     int
 	reason     string
 	retryAfter time.Duration // sent as Retry-After when positive
+	headers    []string      // more header names and values to send
 }
 
 func (r *refusal) Error() string { return r.reason }
@@ -44,8 +44,16 @@ func checkUpgrade(r *http.Request) *refusal {
 	if !headerHasToken(r.Header, "Connection", "upgrade") {
 		return refuse(http.StatusBadRequest, "Connection header must contain Upgrade")
 	}
-	if r.Header.Get("Sec-WebSocket-Version") != "13" {
-		return refuse(http.StatusBadRequest, "unsupported Sec-WebSocket-Version (13 is supported)")
+	if v := r.Header.Values("Sec-WebSocket-Version"); len(v) != 1 || strings.TrimSpace(v[0]) != "13" {
+		rf := refuse(http.StatusBadRequest, "unsupported Sec-WebSocket-Version (13 is supported)")
+		rf.headers = []string{"Sec-WebSocket-Version", "13"}
+		return rf
+	}
+	if n := listLen(r.Header.Values("Sec-WebSocket-Protocol")); n > maxListed {
+		return refuse(http.StatusBadRequest, "too many subprotocols offered")
+	}
+	if n := listLen(r.Header.Values("Sec-WebSocket-Extensions")); n > maxListed {
+		return refuse(http.StatusBadRequest, "too many extensions offered")
 	}
 	keys := r.Header.Values("Sec-WebSocket-Key")
 	if len(keys) != 1 {
@@ -55,6 +63,19 @@ func checkUpgrade(r *http.Request) *refusal {
 		return refuse(http.StatusBadRequest, "invalid Sec-WebSocket-Key")
 	}
 	return nil
+}
+
+// maxListed caps the subprotocols and extensions a handshake may offer;
+// real clients offer a handful.
+const maxListed = 32
+
+// listLen counts the comma-separated elements of a header's values.
+func listLen(vals []string) int {
+	n := 0
+	for _, v := range vals {
+		n += strings.Count(v, ",") + 1
+	}
+	return n
 }
 
 // headerHasToken reports whether any comma-separated element of the header
@@ -126,59 +147,6 @@ func NegotiateSubprotocol(offered []string) (name string, m Mode, err error) {
 		return "", Binary, errSubprotocol
 	}
 	return "", Binary, nil
-}
-
-// checkOrigin applies the same rule as websocket.Accept (an Origin whose host
-// equals the Host header, or one matching a pattern) and adds one of its own:
-// the opaque origin "null" passes only when a pattern is exactly "null".
-// Patterns compare host:port, or scheme://host:port when they contain "://".
-// A request without Origin comes from a program, not a browser, and passes.
-func checkOrigin(r *http.Request, patterns []string) *refusal {
-	vals := r.Header.Values("Origin")
-	switch len(vals) {
-	case 0:
-		return nil
-	case 1:
-	default:
-		return refuse(http.StatusForbidden, "more than one Origin header")
-	}
-	origin := vals[0]
-	if origin == "null" {
-		for _, p := range patterns {
-			if p == "null" {
-				return nil
-			}
-		}
-		return refuse(http.StatusForbidden, "origin null is not allowed")
-	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return refuse(http.StatusForbidden, "malformed Origin header")
-	}
-	if strings.EqualFold(u.Host, r.Host) {
-		return nil
-	}
-	for _, p := range patterns {
-		s := u.Host
-		if strings.Contains(p, "://") {
-			s = u.Scheme + "://" + u.Host
-		}
-		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(s)); ok {
-			return nil
-		}
-	}
-	return refuse(http.StatusForbidden, "origin not allowed")
-}
-
-// ValidOriginPattern reports whether p can be used as an origin pattern.
-func ValidOriginPattern(p string) error {
-	if p == "" {
-		return errors.New("empty origin pattern")
-	}
-	if _, err := path.Match(p, ""); err != nil {
-		return err
-	}
-	return nil
 }
 
 // TokenFrom says where the bridge reads a request's token.

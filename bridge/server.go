@@ -3,12 +3,15 @@ package bridge
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,10 +82,43 @@ type Options struct {
 	// operator and the client can see.
 	DialAfterUpgrade bool
 
-	// OriginPatterns are the browser origins allowed besides the one whose
-	// host equals the Host header: "host:port" or "scheme://host:port"
-	// patterns as in path.Match, or "null" for the opaque origin.
-	OriginPatterns []string
+	// TLS, when set, makes Serve speak TLS (wss:// and https://). With
+	// AllowPlain, plain HTTP is served on the same port too, told apart by
+	// the first byte as websockify does; without it, a plain request gets a
+	// 400 that says the port speaks TLS. The TLS handshake and the request
+	// headers each get HeaderTimeout.
+	TLS        *tls.Config
+	AllowPlain bool
+	// RequireClientCert refuses, with 403, every request that did not come
+	// over TLS with a verified client certificate. It closes the plain-HTTP
+	// side door of a listener with AllowPlain and client certificates.
+	RequireClientCert bool
+
+	// Hosts, when not empty, lists the Host header names (without port)
+	// served; any other is a 403. Entries are lower-case names, IP
+	// addresses ("[::1]" for IPv6) or "*.example.com". This defends
+	// against DNS rebinding, where a page on an attacker's name that
+	// resolves to this bridge sends that name as Host.
+	Hosts []string
+	// Origins are the browser origins allowed besides the one naming this
+	// host: "scheme://host[:port]", "scheme://*.domain[:port]", or "null"
+	// for the opaque origin. Browsers send origins in lower case, without
+	// path or default port; anything else is refused as malformed.
+	Origins []string
+	// RefuseNoOrigin refuses, with 403, upgrades without an Origin header,
+	// that is from programs rather than browsers. The library's default
+	// admits them; wsbridge's configuration refuses them unless
+	// http.allow_no_origin is set.
+	RefuseNoOrigin bool
+
+	// Auth authenticates requests; nil accepts no credentials (a client
+	// certificate still makes an identity for targets that list one).
+	Auth *Auth
+
+	// TargetTLS, when set, is used to dial every target whose Target.TLS
+	// is nil over TLS (websockify's --ssl-target). ServerName defaults to
+	// the host of the target's address.
+	TargetTLS *tls.Config
 
 	// Token says where requests carry their token. Default: the "token"
 	// query parameter.
@@ -126,7 +162,8 @@ func (o *Options) withDefaults() Options {
 	if o != nil {
 		c = *o
 	}
-	c.OriginPatterns = append([]string(nil), c.OriginPatterns...)
+	c.Origins = slices.Clone(c.Origins)
+	c.Hosts = slices.Clone(c.Hosts)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -161,6 +198,8 @@ type Server struct {
 	log      *slog.Logger
 	bufs     sync.Pool                // *[]byte of opts.ReadSize
 	failures *ratelimit.FailureBudget // nil when off
+	hosts    []hostPattern
+	origins  []originPattern
 
 	mu       sync.Mutex
 	draining bool
@@ -179,6 +218,23 @@ func New(r targets.Resolver, opts *Options) *Server {
 		sessions: make(map[*session]struct{}),
 	}
 	s.log = s.opts.Logger
+	// cmd validates these with ParseHostPattern and ParseOriginPattern; a
+	// bad entry that reaches here admits nothing.
+	for _, h := range s.opts.Hosts {
+		if p, err := parseHostPattern(h); err == nil {
+			s.hosts = append(s.hosts, p)
+		} else {
+			s.log.Error("ignoring a host entry", "err", err)
+			s.hosts = append(s.hosts, hostPattern{name: "\x00"})
+		}
+	}
+	for _, o := range s.opts.Origins {
+		if p, err := parseOriginPattern(o); err == nil {
+			s.origins = append(s.origins, p)
+		} else {
+			s.log.Error("ignoring an origin entry", "err", err)
+		}
+	}
 	s.failures = ratelimit.NewFailureBudget(s.opts.FailedLookups, s.opts.FailedLookupWindow, s.opts.FailedLookupBan)
 	size := s.opts.ReadSize
 	s.bufs.New = func() any {
@@ -205,6 +261,8 @@ type connKey struct{}
 // and size cap of the Options, and with write deadlines toward clients. It
 // returns http.ErrServerClosed after Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
+	g := newGate(ln, s.opts.TLS, s.opts.AllowPlain, s.opts.HeaderTimeout, s.log)
+	defer g.wait()
 	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: s.opts.HeaderTimeout,
@@ -219,12 +277,12 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.draining {
 		s.mu.Unlock()
-		ln.Close()
+		g.Close()
 		return http.ErrServerClosed
 	}
 	s.servers = append(s.servers, hs)
 	s.mu.Unlock()
-	return hs.Serve(ln)
+	return hs.Serve(g)
 }
 
 // ServeHTTP answers one request: a WebSocket upgrade becomes a session that
@@ -233,24 +291,35 @@ func (s *Server) Serve(ln net.Listener) error {
 // client connections, and a client that stops reading is found by the
 // ping deadline instead.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	log := s.log.With("remote", r.RemoteAddr, "path", s.logPath(r))
+	cc := connFrom(r)
+	if cc != nil && cc.nextHeadBad() {
+		w.Header().Set("Connection", "close")
+		s.answer(w, log, refuse(http.StatusBadRequest, "request lines must end with CRLF"))
+		return
+	}
+	if rf := s.checkHost(r); rf != nil {
+		log.Warn("host refused", "host", s.logHost(r))
+		s.answer(w, log, rf)
+		return
+	}
 	if !isUpgrade(r) {
-		if s.opts.Files != nil {
-			s.opts.Files.ServeHTTP(w, r)
+		if s.opts.Files == nil {
+			w.Header().Set("Upgrade", "websocket")
+			http.Error(w, "this is a WebSocket endpoint", http.StatusUpgradeRequired)
 			return
 		}
-		w.Header().Set("Upgrade", "websocket")
-		http.Error(w, "this is a WebSocket endpoint", http.StatusUpgradeRequired)
+		if rf := s.webDoor(r, cc); rf != nil {
+			s.answer(w, log, rf)
+			return
+		}
+		s.opts.Files.ServeHTTP(w, r)
 		return
 	}
 	start := time.Now()
-	log := s.log.With("remote", r.RemoteAddr, "path", s.logPath(r))
-	sess, rf := s.open(w, r, log)
+	sess, rf := s.open(w, r, cc, log)
 	if rf != nil {
-		log.Warn("refused", "status", rf.status, "reason", rf.reason)
-		if rf.retryAfter > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(int(rf.retryAfter.Round(time.Second)/time.Second)))
-		}
-		http.Error(w, rf.reason, rf.status)
+		s.answer(w, log, rf)
 		return
 	}
 	if sess == nil {
@@ -268,6 +337,67 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"close_code", int(end.code),
 		"close_reason", end.reason,
 		"ended_by", end.by)
+}
+
+// answer logs a refusal and sends it.
+func (s *Server) answer(w http.ResponseWriter, log *slog.Logger, rf *refusal) {
+	log.Warn("refused", "status", rf.status, "reason", rf.reason)
+	h := w.Header()
+	if rf.retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(int(rf.retryAfter.Round(time.Second)/time.Second)))
+	}
+	for i := 0; i+1 < len(rf.headers); i += 2 {
+		h.Add(rf.headers[i], rf.headers[i+1])
+	}
+	http.Error(w, rf.reason, rf.status)
+}
+
+// webDoor applies the checks of the door to a web-root request.
+func (s *Server) webDoor(r *http.Request, cc *clientConn) *refusal {
+	remote, _ := netip.ParseAddrPort(r.RemoteAddr)
+	if left, banned := s.failures.Banned(remote.Addr(), time.Now()); banned {
+		rf := refuse(http.StatusTooManyRequests, "too many failed lookups or logins")
+		rf.retryAfter = left
+		return rf
+	}
+	_, rf := s.door(r, requestTLS(r, cc), true)
+	return rf
+}
+
+// logHost is the Host header as logs show it: with host tokens, the Host is
+// the token and is left out.
+func (s *Server) logHost(r *http.Request) string {
+	if s.opts.Token.Place == "host" {
+		return "(token)"
+	}
+	return r.Host
+}
+
+// spendFailure counts a failed token lookup or login against the client's
+// address.
+func (s *Server) spendFailure(r *http.Request) {
+	remote, _ := netip.ParseAddrPort(r.RemoteAddr)
+	if s.failures.Fail(remote.Addr(), time.Now()) {
+		s.log.Warn("failed lookups or logins: refusing this address", "remote", r.RemoteAddr, "for", s.opts.FailedLookupBan)
+	}
+}
+
+// connFrom returns the connection Serve accepted the request on, or nil
+// when the Server is mounted in another http.Server.
+func connFrom(r *http.Request) *clientConn {
+	cc, _ := r.Context().Value(connKey{}).(*clientConn)
+	return cc
+}
+
+// requestTLS returns the TLS state the request came with, or nil.
+func requestTLS(r *http.Request, cc *clientConn) *tls.ConnectionState {
+	if r.TLS != nil {
+		return r.TLS
+	}
+	if cc != nil {
+		return cc.tlsState()
+	}
+	return nil
 }
 
 // logPath is the request path as logs show it: with tokens read from the
@@ -289,14 +419,14 @@ func (s *Server) logPath(r *http.Request) string {
 // open runs every check, resolves and dials the target, and upgrades. It
 // returns a refusal for the caller to answer, or a session, or neither when
 // Accept answered the client itself.
-func (s *Server) open(w http.ResponseWriter, r *http.Request, log *slog.Logger) (*session, *refusal) {
+func (s *Server) open(w http.ResponseWriter, r *http.Request, cc *clientConn, log *slog.Logger) (*session, *refusal) {
 	if s.isDraining() {
 		return nil, refuse(http.StatusServiceUnavailable, "server is shutting down")
 	}
 	// Admission comes first: a banned address costs no more work.
 	remote, _ := netip.ParseAddrPort(r.RemoteAddr)
 	if left, banned := s.failures.Banned(remote.Addr(), time.Now()); banned {
-		rf := refuse(http.StatusTooManyRequests, "too many failed token lookups")
+		rf := refuse(http.StatusTooManyRequests, "too many failed lookups or logins")
 		rf.retryAfter = left
 		return nil, rf
 	}
@@ -307,13 +437,18 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, log *slog.Logger) 
 	if err != nil {
 		return nil, refuse(http.StatusBadRequest, err.Error())
 	}
-	if rf := checkOrigin(r, s.opts.OriginPatterns); rf != nil {
-		host := r.Host
-		if s.opts.Token.Place == "host" {
-			host = "(token)" // the Host header is the token
-		}
-		log.Warn("origin refused", "origin", r.Header.Get("Origin"), "host", host)
+	if rf := s.checkOrigin(r); rf != nil {
+		log.Warn("origin refused", "origin", r.Header.Get("Origin"), "host", s.logHost(r))
 		return nil, rf
+	}
+	// Authentication comes before any token lookup: a stranger learns
+	// nothing about tokens, and costs no lookups.
+	id, rf := s.door(r, requestTLS(r, cc), false)
+	if rf != nil {
+		return nil, rf
+	}
+	if len(id) > 0 {
+		log = log.With("identity", id[0])
 	}
 	token, err := ExtractToken(r, s.opts.Token)
 	if err != nil {
@@ -345,11 +480,16 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, log *slog.Logger) 
 		return nil, refuse(http.StatusBadGateway, "target lookup failed")
 	}
 	log = log.With("target", targetLabel(t), "subprotocol", proto)
+	if t.Settings != nil && len(t.Settings.Identities) > 0 {
+		if rf := s.admitIdentity(id, true, t.Settings.Identities); rf != nil {
+			return nil, rf
+		}
+	}
 	set := sessionSettings(&s.opts, t.Settings)
 
 	var tc net.Conn
 	if !s.opts.DialAfterUpgrade {
-		if tc, err = t.Dial(r.Context(), set.DialTimeout); err != nil {
+		if tc, err = s.dial(r.Context(), t, set.DialTimeout); err != nil {
 			log.Warn("target unreachable", "err", err)
 			// With a token, a dead target answers like an unknown token,
 			// so that tokens cannot be probed; so does a target outside
@@ -366,12 +506,15 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, log *slog.Logger) 
 		closeConn(tc)
 		return nil, refuse(http.StatusServiceUnavailable, "server is shutting down")
 	}
+	if cc != nil {
+		// From here the connection carries frames, not request heads.
+		cc.upgraded.Store(true)
+	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		Subprotocols: offer(proto),
-		// checkOrigin already applied the library's rule; only "null",
-		// which the library cannot be told to allow, needs the skip.
-		InsecureSkipVerify: r.Header.Get("Origin") == "null",
-		OriginPatterns:     s.opts.OriginPatterns,
+		// checkOrigin applied a stricter rule than the library's, which
+		// cannot be told to allow "null" or to compare schemes.
+		InsecureSkipVerify: true,
 		CompressionMode:    websocket.CompressionDisabled,
 	})
 	if err != nil {
@@ -394,12 +537,39 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, log *slog.Logger) 
 	if tc == nil {
 		// websockify's order: the client has its 101 already, so a failed
 		// dial can only be told with a close code.
-		if sess.tc, err = t.Dial(context.Background(), set.DialTimeout); err != nil {
+		if sess.tc, err = s.dial(context.Background(), t, set.DialTimeout); err != nil {
 			log.Warn("target unreachable", "err", err)
 			sess.failed = &ending{code: websocket.StatusInternalError, reason: "Failed to connect to downstream server", by: "target"}
 		}
 	}
 	return sess, nil
+}
+
+// dial connects to t within timeout, over TLS when the target or the
+// Options ask for it.
+func (s *Server) dial(ctx context.Context, t targets.Target, timeout time.Duration) (net.Conn, error) {
+	cfg := t.TLS
+	if cfg == nil {
+		cfg = s.opts.TargetTLS
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := t.Dial(ctx, timeout)
+	if err != nil || cfg == nil {
+		return c, err
+	}
+	if cfg.ServerName == "" {
+		cfg = cfg.Clone()
+		if t.Network == "tcp" {
+			cfg.ServerName, _, _ = net.SplitHostPort(t.Address)
+		}
+	}
+	tc := tls.Client(c, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("TLS toward target: %w", err)
+	}
+	return tc, nil
 }
 
 // sessionSettings applies a target's overrides to the server's settings.

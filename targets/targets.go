@@ -11,6 +11,7 @@ package targets
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -44,6 +45,9 @@ type Target struct {
 	// Label, when set, is how logs name the target instead of its address,
 	// for addresses that hold the token (a socket named by its token).
 	Label string
+	// TLS, when set, makes the bridge speak TLS to the target with this
+	// configuration; nil uses the bridge's own setting (usually plain).
+	TLS *tls.Config
 }
 
 // Settings are the session settings a configured target may override. A
@@ -55,6 +59,10 @@ type Settings struct {
 	PingInterval time.Duration
 	// MessageLimit is the largest message a client may send, in bytes.
 	MessageLimit int64
+	// Identities, when not empty, are who may use the target, in the
+	// forms of bridge.Identity ("user:alice", "cert:ops.example.com"); a
+	// request without one of them is refused before the target is dialled.
+	Identities []string
 }
 
 // String returns the address in the form bridge.hcl accepts: "host:port" or

@@ -28,10 +28,13 @@ type Config struct {
 	// before it closes them with 1001.
 	DrainTimeout string `hcl:"drain_timeout,optional"`
 
-	Log     *LogConfig     `hcl:"log,block"`
-	HTTP    *HTTPConfig    `hcl:"http,block"`
-	Session *SessionConfig `hcl:"session,block"`
-	Token   *TokenConfig   `hcl:"token,block"`
+	Log       *LogConfig       `hcl:"log,block"`
+	HTTP      *HTTPConfig      `hcl:"http,block"`
+	TLS       *TLSConfig       `hcl:"tls,block"`
+	Auth      *AuthConfig      `hcl:"auth,block"`
+	Session   *SessionConfig   `hcl:"session,block"`
+	Token     *TokenConfig     `hcl:"token,block"`
+	TargetTLS *TargetTLSConfig `hcl:"target_tls,block"`
 
 	Targets []TargetConfig `hcl:"target,block"`
 
@@ -52,9 +55,58 @@ type LogConfig struct {
 
 // HTTPConfig is the http block: everything before the upgrade.
 type HTTPConfig struct {
-	HeaderTimeout string   `hcl:"header_timeout,optional"`
-	MaxHeaderSize string   `hcl:"max_header_size,optional"`
+	HeaderTimeout string `hcl:"header_timeout,optional"`
+	MaxHeaderSize string `hcl:"max_header_size,optional"`
+	// Hosts are the Host names served; nil means the loopback names on a
+	// loopback listener and any name otherwise; "*" is any name.
+	Hosts         []string `hcl:"hosts,optional"`
 	Origins       []string `hcl:"origins,optional"`
+	AllowNoOrigin bool     `hcl:"allow_no_origin,optional"`
+	// CSP is the web root's Content-Security-Policy; "" is the default.
+	CSP string `hcl:"content_security_policy,optional"`
+}
+
+// TLSConfig is the tls block: wss:// and https:// on the listener.
+type TLSConfig struct {
+	Cert string `hcl:"cert,optional"`
+	Key  string `hcl:"key,optional"`
+	// More certificates, chosen by the client's SNI.
+	Certificates      []CertConfig `hcl:"certificate,block"`
+	MinVersion        string       `hcl:"min_version,optional"`
+	AllowPlain        bool         `hcl:"allow_plain,optional"`
+	ClientCA          string       `hcl:"client_ca,optional"`
+	RequireClientCert bool         `hcl:"require_client_cert,optional"`
+	ReloadInterval    string       `hcl:"reload_interval,optional"`
+}
+
+// CertConfig is a certificate block inside tls.
+type CertConfig struct {
+	Cert string `hcl:"cert"`
+	Key  string `hcl:"key,optional"`
+}
+
+// AuthConfig is the auth block.
+type AuthConfig struct {
+	Htpasswd   string   `hcl:"htpasswd,optional"`
+	BearerFile string   `hcl:"bearer_file,optional"`
+	Realm      string   `hcl:"realm,optional"`
+	Require    bool     `hcl:"require,optional"`
+	Allow      []string `hcl:"allow,optional"`
+	Web        bool     `hcl:"web,optional"`
+
+	// password is websockify's BasicHTTPAuth --auth-source user:password,
+	// which the file format does not offer: passwords belong in htpasswd.
+	password string
+}
+
+// TargetTLSConfig is TLS toward targets: the target_tls block (every
+// target) or a tls block inside a target.
+type TargetTLSConfig struct {
+	CAFile             string `hcl:"ca_file,optional"`
+	ServerName         string `hcl:"server_name,optional"`
+	InsecureSkipVerify bool   `hcl:"insecure_skip_verify,optional"`
+	Cert               string `hcl:"cert,optional"`
+	Key                string `hcl:"key,optional"`
 }
 
 // SessionConfig is the session block: the life of one bridged client.
@@ -95,6 +147,9 @@ type TargetConfig struct {
 	DialTimeout  string `hcl:"dial_timeout,optional"`
 	PingInterval string `hcl:"ping_interval,optional"`
 	MessageLimit string `hcl:"message_limit,optional"`
+
+	Identities []string         `hcl:"identities,optional"`
+	TLS        *TargetTLSConfig `hcl:"tls,block"`
 }
 
 // TokenFileConfig is a token_file block.
@@ -312,13 +367,14 @@ func (s *source) at(path ...string) *hcl.Range {
 // line.
 func (s *source) fromFile() bool { return s != nil && s.body != nil }
 
-// blockAt returns the definition range of the labelled block, or nil.
+// blockAt returns the definition range of the block labelled name, or of
+// the unlabelled block kind when name is "", or nil.
 func (s *source) blockAt(kind, name string) *hcl.Range {
 	if s == nil || s.body == nil {
 		return nil
 	}
 	for _, b := range s.body.Blocks {
-		if b.Type == kind && len(b.Labels) > 0 && b.Labels[0] == name {
+		if b.Type == kind && (name == "" && len(b.Labels) == 0 || len(b.Labels) > 0 && b.Labels[0] == name) {
 			r := b.DefRange()
 			return &r
 		}

@@ -17,6 +17,8 @@ import (
 	"syscall"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/wsbridge/wsbridge/bridge"
 )
 
 // version is stamped by the build: -ldflags "-X main.version=v1.2.3".
@@ -122,7 +124,12 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		printDiags(stderr, diags)
 		return errReported
 	}
-	_, closeSources, err := buildResolver(context.Background(), st, slog.New(slog.DiscardHandler), true)
+	discard := slog.New(slog.DiscardHandler)
+	if _, err := buildDoor(st, &bridge.Options{}, discard); err != nil {
+		fmt.Fprintf(stderr, "%v\n", err)
+		return errReported
+	}
+	_, closeSources, err := buildResolver(context.Background(), st, discard, true)
 	if err != nil {
 		fmt.Fprintf(stderr, "%v\n", err)
 		return errReported

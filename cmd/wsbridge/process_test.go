@@ -119,6 +119,9 @@ func TestSIGTERMDrainsThenCloses(t *testing.T) {
 	target := interopTarget(t, "tcp", "127.0.0.1:0")
 	cfg := writeConfig(t, `listen = "127.0.0.1:0"
 drain_timeout = "300ms"
+http {
+  allow_no_origin = true
+}
 target "echo" {
   address = "`+target+`"
 }
@@ -182,7 +185,7 @@ func TestWebsockifyIdleTimeoutExits(t *testing.T) {
 func TestUsageErrorsExit2(t *testing.T) {
 	bad := writeConfig(t, "session {\n  dial_timeout = 10\n}\n")
 	for _, args := range [][]string{
-		{"--cert", "x.pem", "6080", "h:1"},
+		{"--ssl-only", "6080", "h:1"},
 		{"run", "-config", bad},
 		{"run", "-nope"},
 	} {

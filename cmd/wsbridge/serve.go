@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/internal/authfile"
+	"github.com/wsbridge/wsbridge/internal/tlsfiles"
 	"github.com/wsbridge/wsbridge/targets"
 )
 
@@ -34,15 +36,19 @@ func serve(ctx context.Context, cfg *Config, src *source, proc *procOptions, std
 		logger.Warn(w)
 	}
 
+	opts := st.bridge
+	opts.Logger = logger
+	store, err := buildDoor(st, &opts, logger)
+	if err != nil {
+		return err
+	}
 	resolver, closeSources, err := buildResolver(ctx, st, logger, false)
 	if err != nil {
 		return err
 	}
 	defer closeSources()
-	opts := st.bridge
-	opts.Logger = logger
 	if st.web != "" {
-		files, err := bridge.NewStaticFiles(st.web)
+		files, err := bridge.NewStaticFiles(st.web, st.csp)
 		if err != nil {
 			return fmt.Errorf("web root: %w", err)
 		}
@@ -50,6 +56,12 @@ func serve(ctx context.Context, cfg *Config, src *source, proc *procOptions, std
 		opts.Files = files
 	}
 	srv := bridge.New(resolver, &opts)
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	if store != nil {
+		go store.Watch(wctx, st.tlsReload)
+	}
+	go reloadOnHangup(wctx, store, logger)
 
 	ln, err := net.Listen("tcp", st.listen)
 	if err != nil {
@@ -59,7 +71,14 @@ func serve(ctx context.Context, cfg *Config, src *source, proc *procOptions, std
 		logger.Info("bridging", routeAttrs(r)...)
 	}
 
-	logger.Info("listening", "addr", ln.Addr().String(), "version", buildVersion(), "web", st.web)
+	scheme := "ws"
+	if opts.TLS != nil {
+		scheme = "wss"
+		if opts.AllowPlain {
+			scheme = "ws+wss"
+		}
+	}
+	logger.Info("listening", "addr", ln.Addr().String(), "scheme", scheme, "version", buildVersion(), "web", st.web)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -126,6 +145,61 @@ func routeAttrs(r targets.Route) []any {
 		attrs = append(attrs, "path", r.Path)
 	}
 	return attrs
+}
+
+// buildDoor reads the TLS and credential files into opts. It returns the
+// certificate store to watch, or nil without TLS. Routes get their TLS
+// toward targets too.
+func buildDoor(st *settings, opts *bridge.Options, logger *slog.Logger) (*tlsfiles.Store, error) {
+	var store *tlsfiles.Store
+	if st.tls != nil {
+		o := *st.tls
+		o.Logger = logger
+		var err error
+		if store, err = tlsfiles.Load(&o); err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		opts.TLS = store.Config()
+	}
+	if a := st.auth; a != nil {
+		auth := a.opts
+		if a.htpasswd != "" {
+			h, err := authfile.NewHtpasswd(a.htpasswd, logger)
+			if err != nil {
+				return nil, fmt.Errorf("auth.htpasswd: %w", err)
+			}
+			auth.Passwords = h
+		}
+		if a.user != "" {
+			auth.Passwords = authfile.NewPassword(a.user, a.password)
+		}
+		if a.bearer != "" {
+			b, err := authfile.NewBearer(a.bearer, logger)
+			if err != nil {
+				return nil, fmt.Errorf("auth.bearer_file: %w", err)
+			}
+			auth.Bearer = b
+		}
+		opts.Auth = &auth
+	}
+	if st.targetTLS != nil {
+		cfg, err := tlsfiles.ClientConfig(st.targetTLS)
+		if err != nil {
+			return nil, fmt.Errorf("target_tls: %w", err)
+		}
+		opts.TargetTLS = cfg
+	}
+	for i := range st.routes {
+		t := &st.routes[i].Target
+		if o, ok := st.routeTLS[t.Name]; ok {
+			cfg, err := tlsfiles.ClientConfig(o)
+			if err != nil {
+				return nil, fmt.Errorf("target %q tls: %w", t.Name, err)
+			}
+			t.TLS = cfg
+		}
+	}
+	return store, nil
 }
 
 // buildResolver makes the router over the configured targets and the

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/internal/tlsfiles"
 	"github.com/wsbridge/wsbridge/targets"
 )
 
@@ -167,8 +168,23 @@ func (v *validator) validateTargets(cfg *Config, st *settings) (fallback string,
 		if tc.MessageLimit != "" {
 			set.MessageLimit = v.size(tc.MessageLimit, 1, 1<<30, "target", tc.Name, "message_limit")
 		}
-		if set != (targets.Settings{}) {
+		for _, id := range tc.Identities {
+			if err := bridge.ValidIdentity(id); err != nil {
+				v.errorf(v.src.at("target", tc.Name, "identities"), label+" identities", "%v", err)
+			}
+		}
+		if len(tc.Identities) > 0 && cfg.Auth == nil && (cfg.TLS == nil || cfg.TLS.ClientCA == "") {
+			v.errorf(v.src.at("target", tc.Name, "identities"), label+" identities", "nothing authenticates requests: add an auth block, or tls.client_ca for client certificates")
+		}
+		set.Identities = tc.Identities
+		if set.DialTimeout != 0 || set.PingInterval != 0 || set.MessageLimit != 0 || len(set.Identities) > 0 {
 			rt.Target.Settings = &set
+		}
+		if tc.TLS != nil {
+			if st.routeTLS == nil {
+				st.routeTLS = map[string]*tlsfiles.ClientOptions{}
+			}
+			st.routeTLS[tc.Name] = v.targetTLS(tc.TLS, "target", tc.Name, "tls")
 		}
 		st.routes = append(st.routes, rt)
 	}

@@ -120,6 +120,9 @@ func TestRedisFleet(t *testing.T) {
 	t.Setenv("WSBRIDGE_TEST_REDIS_PASSWORD", "fleet-pass")
 	cfg := writeConfig(t, `
 listen = "127.0.0.1:0"
+http {
+  allow_no_origin = true
+}
 token_redis "fleet" {
   address   = "`+raddr+`"
   db        = 1
@@ -279,6 +282,9 @@ func TestSourceChainFromConfig(t *testing.T) {
 	}()
 	cfg := writeConfig(t, `
 listen = "127.0.0.1:0"
+http {
+  allow_no_origin = true
+}
 token {
   from        = "path"
   path_prefix = "/t/"

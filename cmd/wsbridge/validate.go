@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/internal/tlsfiles"
 	"github.com/wsbridge/wsbridge/targets"
 )
 
@@ -22,9 +24,23 @@ type settings struct {
 	logLevel slog.Level
 	logJSON  bool
 	logFile  string
-	bridge   bridge.Options // without Logger and Files, which wiring adds
+	bridge   bridge.Options // without Logger, Files, TLS and checkers, which wiring adds
 	routes   []targets.Route
 	sources  []*sourceSpec // the token chain, in order
+
+	csp       string
+	tls       *tlsfiles.Options // nil: plain HTTP
+	tlsReload time.Duration
+	auth      *authSpec // nil: no credentials accepted
+	targetTLS *tlsfiles.ClientOptions
+	routeTLS  map[string]*tlsfiles.ClientOptions // by target name
+}
+
+// authSpec is a validated auth block; wiring reads its files.
+type authSpec struct {
+	htpasswd, bearer string
+	user, password   string // websockify's BasicHTTPAuth pair
+	opts             bridge.Auth
 }
 
 // validator collects every problem at once, each with its position when
@@ -139,13 +155,18 @@ func validate(cfg *Config, src *source) (*settings, hcl.Diagnostics) {
 	if h := cfg.HTTP; h != nil {
 		b.HeaderTimeout = v.positive(h.HeaderTimeout, "http", "header_timeout")
 		b.MaxHeaderBytes = int(v.size(h.MaxHeaderSize, 4<<10, 1<<20, "http", "max_header_size"))
+		b.Hosts = v.hosts(h.Hosts, cfg)
 		for _, o := range h.Origins {
-			if err := bridge.ValidOriginPattern(o); err != nil {
-				v.errorf(src.at("http", "origins"), "http.origins", "%q: %v", o, err)
+			if err := bridge.ParseOriginPattern(o); err != nil {
+				v.errorf(src.at("http", "origins"), "http.origins", "%v", err)
 			}
 		}
-		b.OriginPatterns = h.Origins
+		b.Origins = h.Origins
+		b.RefuseNoOrigin = !h.AllowNoOrigin
+		st.csp = h.CSP
 	}
+	v.validateTLS(cfg, st)
+	v.validateAuth(cfg, st)
 	if s := cfg.Session; s != nil {
 		b.DialTimeout = v.positive(s.DialTimeout, "session", "dial_timeout")
 		b.WriteTimeout = offIfZero(v.duration(s.WriteTimeout, "session", "write_timeout"))
@@ -175,6 +196,114 @@ func validate(cfg *Config, src *source) (*settings, hcl.Diagnostics) {
 			"a target without path, host or token would take every request whose token is unknown: give it a path, or remove the token sources and token targets")
 	}
 	return st, v.diags
+}
+
+// loopbackHosts are the Host names of a bridge that listens on loopback
+// without an http.hosts list.
+var loopbackHosts = []string{"localhost", "127.0.0.1", "[::1]"}
+
+// hosts checks http.hosts and applies its default.
+func (v *validator) hosts(list []string, cfg *Config) []string {
+	at := v.src.at("http", "hosts")
+	if list == nil {
+		host, _, _ := net.SplitHostPort(cfg.Listen)
+		ip := net.ParseIP(host)
+		// With host tokens the Host header is the token, and cannot be
+		// listed.
+		if (host == "localhost" || ip != nil && ip.IsLoopback()) && cfg.Token.From != "host" {
+			return loopbackHosts
+		}
+		return nil
+	}
+	if slices.Contains(list, "*") {
+		if len(list) > 1 {
+			v.errorf(at, "http.hosts", `"*" admits every host; list it alone`)
+		}
+		return nil
+	}
+	for _, h := range list {
+		if err := bridge.ParseHostPattern(h); err != nil {
+			v.errorf(at, "http.hosts", "%v", err)
+		}
+	}
+	return list
+}
+
+// validateTLS checks the tls and target_tls blocks.
+func (v *validator) validateTLS(cfg *Config, st *settings) {
+	if t := cfg.TargetTLS; t != nil {
+		st.targetTLS = v.targetTLS(t, "target_tls")
+	}
+	t := cfg.TLS
+	if t == nil {
+		return
+	}
+	o := &tlsfiles.Options{ClientCA: t.ClientCA, RequireClientCert: t.RequireClientCert}
+	if t.Cert != "" {
+		o.Pairs = append(o.Pairs, tlsfiles.Pair{Cert: t.Cert, Key: t.Key})
+	} else if t.Key != "" {
+		v.errorf(v.src.at("tls", "key"), "tls.key", "a key without tls.cert")
+	}
+	for _, c := range t.Certificates {
+		o.Pairs = append(o.Pairs, tlsfiles.Pair{Cert: c.Cert, Key: c.Key})
+	}
+	if len(o.Pairs) == 0 {
+		v.errorf(v.src.blockAt("tls", ""), "tls", "no certificate: set cert (and key) or add certificate blocks")
+	}
+	if t.MinVersion != "" {
+		var err error
+		if o.MinVersion, err = tlsfiles.ParseVersion(t.MinVersion); err != nil {
+			v.errorf(v.src.at("tls", "min_version"), "tls.min_version", "%v", err)
+		}
+	}
+	if t.RequireClientCert && t.ClientCA == "" {
+		v.errorf(v.src.at("tls", "require_client_cert"), "tls.require_client_cert", "needs client_ca, the CA bundle that signs client certificates")
+	}
+	st.tls = o
+	st.tlsReload = 10 * time.Second
+	if t.ReloadInterval != "" {
+		st.tlsReload = v.positive(t.ReloadInterval, "tls", "reload_interval")
+	}
+	st.bridge.AllowPlain = t.AllowPlain
+	// With client certificates required, the plain side of the port
+	// must not be a way around them.
+	st.bridge.RequireClientCert = t.RequireClientCert
+}
+
+func (v *validator) targetTLS(t *TargetTLSConfig, path ...string) *tlsfiles.ClientOptions {
+	if t.InsecureSkipVerify && (t.CAFile != "" || t.ServerName != "") {
+		v.errorf(v.src.at(append(path, "insecure_skip_verify")...), strings.Join(path, ".")+".insecure_skip_verify", "checks nothing, so ca_file and server_name would have no effect: choose one")
+	}
+	if t.Key != "" && t.Cert == "" {
+		v.errorf(v.src.at(append(path, "key")...), strings.Join(path, ".")+".key", "a key without cert")
+	}
+	return &tlsfiles.ClientOptions{CAFile: t.CAFile, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, Cert: t.Cert, Key: t.Key}
+}
+
+// validateAuth checks the auth block.
+func (v *validator) validateAuth(cfg *Config, st *settings) {
+	a := cfg.Auth
+	if a == nil {
+		return
+	}
+	spec := &authSpec{htpasswd: a.Htpasswd, bearer: a.BearerFile}
+	spec.opts = bridge.Auth{Realm: a.Realm, Require: a.Require, Allow: a.Allow, Web: a.Web}
+	if a.password != "" {
+		spec.user, spec.password, _ = strings.Cut(a.password, ":")
+	}
+	for _, id := range a.Allow {
+		if err := bridge.ValidIdentity(id); err != nil {
+			v.errorf(v.src.at("auth", "allow"), "auth.allow", "%v", err)
+		}
+	}
+	hasCerts := cfg.TLS != nil && cfg.TLS.ClientCA != ""
+	if a.Htpasswd == "" && a.BearerFile == "" && a.password == "" && !hasCerts {
+		v.errorf(v.src.blockAt("auth", ""), "auth", "no way to authenticate: set htpasswd, bearer_file, or tls.client_ca for client certificates")
+	}
+	if a.Web && cfg.Web == "" {
+		v.errorf(v.src.at("auth", "web"), "auth.web", "there is no web root to protect (web is not set)")
+	}
+	st.auth = spec
 }
 
 func validPort(s string) bool {

@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/targets"
 )
 
@@ -95,18 +97,27 @@ var websockifyOptions = []wsOption{
 		return nil
 	}},
 
-	{names: []string{"--cert"}, arg: true, status: later, why: "TLS comes with the security release"},
-	{names: []string{"--key"}, arg: true, status: later, why: "TLS comes with the security release"},
-	{names: []string{"--key-password"}, arg: true, status: later, why: "TLS comes with the security release"},
-	{names: []string{"--ssl-only"}, status: later, why: "TLS comes with the security release"},
-	{names: []string{"--ssl-target"}, status: later, why: "TLS toward targets comes with the security release"},
-	{names: []string{"--verify-client"}, status: later, why: "client certificates come with the security release"},
-	{names: []string{"--cafile"}, arg: true, status: later, why: "client certificates come with the security release"},
-	{names: []string{"--ssl-version"}, arg: true, status: later, why: "TLS comes with the security release"},
-	{names: []string{"--ssl-ciphers"}, arg: true, status: later, why: "TLS comes with the security release"},
-	{names: []string{"--auth-plugin"}, arg: true, status: later, why: "authentication comes with the security release"},
-	{names: []string{"--auth-source"}, arg: true, status: later, why: "authentication comes with the security release"},
-	{names: []string{"--web-auth"}, status: later, why: "authentication comes with the security release"},
+	// TLS and authentication are gathered by parseWebsockify, which needs
+	// them all to decide.
+	{names: []string{"--cert"}, arg: true},
+	{names: []string{"--key"}, arg: true},
+	{names: []string{"--ssl-only"}},
+	{names: []string{"--ssl-target"}, apply: func(c *Config, _ *procOptions, _ string) error {
+		// websockify 0.13: the system's CAs and the target's host name.
+		c.TargetTLS = &TargetTLSConfig{}
+		return nil
+	}},
+	{names: []string{"--verify-client"}},
+	{names: []string{"--cafile"}, arg: true},
+	{names: []string{"--ssl-version"}, arg: true},
+	{names: []string{"--ssl-ciphers"}, arg: true, apply: func(_ *Config, p *procOptions, _ string) error {
+		p.warnings = append(p.warnings, "--ssl-ciphers is ignored: wsbridge offers only forward-secret AEAD suites (and TLS 1.3), stricter than any OpenSSL list websockify users pass")
+		return nil
+	}},
+	{names: []string{"--auth-plugin"}, arg: true},
+	{names: []string{"--auth-source"}, arg: true},
+	{names: []string{"--web-auth"}},
+	{names: []string{"--key-password"}, arg: true, status: never, why: "a password on the command line is visible to every user in ps; decrypt the key (openssl pkey -in key.pem -out plain.pem) and protect it with file permissions"},
 	{names: []string{"--unix-listen"}, arg: true, status: later, why: "Unix-socket listeners come with the operations release"},
 	{names: []string{"--unix-listen-mode"}, arg: true, status: later, why: "Unix-socket listeners come with the operations release"},
 	{names: []string{"--inetd"}, status: later, why: "inherited listeners come with socket activation in the operations release"},
@@ -117,6 +128,119 @@ var websockifyOptions = []wsOption{
 	{names: []string{"--daemon", "-D"}, status: never, why: "run wsbridge under systemd, launchd or the Windows service manager instead, which restart it and keep its logs"},
 	{names: []string{"--wrap-mode"}, arg: true, status: never, why: "wsbridge does not launch programs with LD_PRELOAD; start the program yourself and give its address as the target"},
 	{names: []string{"--traffic"}, status: never, why: "per-frame traffic symbols; -v logs every session with its byte counts instead"},
+}
+
+// websockifyDoor gathers websockify's TLS and authentication options.
+type websockifyDoor struct {
+	cert, key, cafile, version string
+	sslOnly, verifyClient       bool
+	authPlugin, authSource      string
+	webAuth                     bool
+}
+
+// selfPEM is the certificate websockify uses when --cert is not given and
+// the file exists in the working directory.
+const selfPEM = "self.pem"
+
+func (d *websockifyDoor) apply(cfg *Config, proc *procOptions) error {
+	cert := d.cert
+	if cert == "" {
+		if _, err := os.Stat(selfPEM); err == nil {
+			cert = selfPEM
+			proc.warnings = append(proc.warnings, "TLS with ./self.pem, which websockify uses when it exists and --cert is not given")
+		}
+	}
+	switch {
+	case cert != "":
+		abs := func(p string) string {
+			if p == "" {
+				return ""
+			}
+			a, err := filepath.Abs(p)
+			if err != nil {
+				return p
+			}
+			return a
+		}
+		cfg.TLS = &TLSConfig{Cert: abs(cert), Key: abs(d.key), AllowPlain: !d.sslOnly, ClientCA: abs(d.cafile), RequireClientCert: d.verifyClient}
+		switch d.version {
+		case "", "default", "tlsv1_2":
+		case "tlsv1_3":
+			cfg.TLS.MinVersion = "1.3"
+		case "tlsv1_1":
+			proc.warnings = append(proc.warnings, "--ssl-version tlsv1_1: wsbridge's floor is TLS 1.2")
+		default:
+			return usagef("--ssl-version %q: want default, tlsv1_1, tlsv1_2 or tlsv1_3", d.version)
+		}
+		if d.verifyClient && d.cafile == "" {
+			return usagef("--verify-client needs --cafile: wsbridge does not trust the system's CAs for client certificates")
+		}
+	case d.sslOnly:
+		return usagef("--ssl-only needs --cert (or ./self.pem)")
+	case d.key != "" || d.verifyClient || d.cafile != "" || d.version != "":
+		return usagef("--key, --verify-client, --cafile and --ssl-version need --cert (or ./self.pem)")
+	}
+	return d.applyAuth(cfg)
+}
+
+// applyAuth maps websockify's auth plugins.
+func (d *websockifyDoor) applyAuth(cfg *Config) error {
+	src := d.authSource
+	switch d.authPlugin {
+	case "":
+		if src != "" {
+			return usagef("--auth-source needs --auth-plugin")
+		}
+		if d.webAuth {
+			return usagef("--web-auth needs --auth-plugin")
+		}
+		return nil
+	case "BasicHTTPAuth":
+		user, _, ok := strings.Cut(src, ":")
+		if !ok || user == "" {
+			return usagef("--auth-plugin BasicHTTPAuth needs --auth-source user:password")
+		}
+		cfg.Auth = &AuthConfig{Realm: "Websockify", Require: true, password: src}
+	case "ExpectOrigin":
+		origins := strings.Fields(src)
+		if len(origins) == 0 {
+			return usagef("--auth-plugin ExpectOrigin needs --auth-source with the allowed origins")
+		}
+		for _, o := range origins {
+			if err := bridge.ParseOriginPattern(o); err != nil {
+				return usagef("--auth-source: %v", err)
+			}
+		}
+		cfg.HTTP.Origins = origins
+		cfg.HTTP.AllowNoOrigin = false
+		if d.webAuth {
+			return usagef("--web-auth with ExpectOrigin: browsers send no Origin when loading pages, so there is nothing to check")
+		}
+		return nil
+	case "ClientCertCNAuth":
+		names := strings.Fields(src)
+		if len(names) == 0 {
+			return usagef("--auth-plugin ClientCertCNAuth needs --auth-source with the allowed common names")
+		}
+		if cfg.TLS == nil || cfg.TLS.ClientCA == "" {
+			return usagef("--auth-plugin ClientCertCNAuth needs --cert, --verify-client and --cafile")
+		}
+		a := &AuthConfig{Require: true}
+		for _, n := range names {
+			a.Allow = append(a.Allow, "cn:"+n)
+		}
+		cfg.Auth = a
+	default:
+		if strings.Contains(d.authPlugin, ".") {
+			return usagef("not supported: --auth-plugin %s: wsbridge cannot load Python classes; it has BasicHTTPAuth, ExpectOrigin and ClientCertCNAuth, and bridge.hcl has htpasswd files, bearer tokens and client certificates", d.authPlugin)
+		}
+		return usagef("unknown --auth-plugin %s: wsbridge knows BasicHTTPAuth, ExpectOrigin and ClientCertCNAuth", d.authPlugin)
+	}
+	cfg.Auth.Web = d.webAuth
+	if d.webAuth && cfg.Web == "" {
+		return usagef("--web-auth needs --web")
+	}
+	return nil
 }
 
 // usageError is a command-line mistake: it exits with status 2.
@@ -135,11 +259,14 @@ func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(f
 // names.
 func parseWebsockify(args []string) (*Config, *procOptions, error) {
 	cfg := defaultConfig()
+	// websockify has no Origin check, and programs send no Origin.
+	cfg.HTTP.AllowNoOrigin = true
 	proc := &procOptions{}
 	var positional []string
 	preferV6 := false
 	tokenPlugin, tokenSource := "", ""
 	var allow []string
+	var door websockifyDoor
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
@@ -188,6 +315,24 @@ func parseWebsockify(args []string) (*Config, *procOptions, error) {
 				return nil, nil, usagef("--allow: %v", err)
 			}
 			allow = append(allow, value)
+		case "--cert":
+			door.cert = value
+		case "--key":
+			door.key = value
+		case "--ssl-only":
+			door.sslOnly = true
+		case "--verify-client":
+			door.verifyClient = true
+		case "--cafile":
+			door.cafile = value
+		case "--ssl-version":
+			door.version = value
+		case "--auth-plugin":
+			door.authPlugin = value
+		case "--auth-source":
+			door.authSource = value
+		case "--web-auth":
+			door.webAuth = true
 		case "--token-source", "--target-config":
 			tokenSource = value
 			if opt.names[0] == "--target-config" {
@@ -202,6 +347,9 @@ func parseWebsockify(args []string) (*Config, *procOptions, error) {
 
 	if len(positional) == 0 {
 		return nil, nil, usagef("missing [source_addr:]source_port (see wsbridge help websockify)")
+	}
+	if err := door.apply(cfg, proc); err != nil {
+		return nil, nil, err
 	}
 	listen, err := websockifyListen(positional[0], preferV6)
 	if err != nil {

@@ -45,9 +45,61 @@ func TestWebsockifyCommandLine(t *testing.T) {
 				}
 			}},
 
-		{name: "tls later", args: "--cert self.pem 6080 h:1", wantErr: "not supported yet: --cert"},
-		{name: "ssl-only later", args: "--ssl-only 6080 h:1", wantErr: "not supported yet: --ssl-only"},
-		{name: "auth later", args: "--auth-plugin BasicHTTPAuth --auth-source a:b 6080 h:1", wantErr: "not supported yet: --auth-plugin"},
+		{name: "tls and plain", args: "--cert /c.pem --key /k.pem 6080 h:1", listen: "0.0.0.0:6080", target: "h:1",
+			check: func(t *testing.T, c *Config, _ *procOptions) {
+				if c.TLS == nil || c.TLS.Cert != "/c.pem" || c.TLS.Key != "/k.pem" || !c.TLS.AllowPlain || c.TLS.RequireClientCert {
+					t.Errorf("tls = %+v", c.TLS)
+				}
+			}},
+		{name: "tls only with client certs", args: "--cert /c.pem --ssl-only --verify-client --cafile /ca.pem --ssl-version tlsv1_3 6080 h:1", listen: "0.0.0.0:6080", target: "h:1",
+			check: func(t *testing.T, c *Config, _ *procOptions) {
+				if c.TLS == nil || c.TLS.AllowPlain || !c.TLS.RequireClientCert || c.TLS.ClientCA != "/ca.pem" || c.TLS.MinVersion != "1.3" {
+					t.Errorf("tls = %+v", c.TLS)
+				}
+			}},
+		{name: "ssl target", args: "--ssl-target 6080 h:1", listen: "0.0.0.0:6080", target: "h:1",
+			check: func(t *testing.T, c *Config, _ *procOptions) {
+				if c.TargetTLS == nil || c.TargetTLS.InsecureSkipVerify {
+					t.Errorf("target tls = %+v", c.TargetTLS)
+				}
+			}},
+		{name: "ssl ciphers warn", args: "--cert /c.pem --ssl-ciphers HIGH 6080 h:1", listen: "0.0.0.0:6080", target: "h:1",
+			check: func(t *testing.T, _ *Config, p *procOptions) {
+				if len(p.warnings) != 1 {
+					t.Errorf("warnings %q", p.warnings)
+				}
+			}},
+		{name: "ssl-only without cert", args: "--ssl-only 6080 h:1", wantErr: "--ssl-only needs --cert"},
+		{name: "verify-client without cafile", args: "--cert /c.pem --verify-client 6080 h:1", wantErr: "--verify-client needs --cafile"},
+		{name: "bad ssl version", args: "--cert /c.pem --ssl-version sslv3 6080 h:1", wantErr: "--ssl-version"},
+		{name: "key password", args: "--cert /c.pem --key-password x 6080 h:1", wantErr: "not supported: --key-password"},
+		{name: "basic auth", args: "--auth-plugin BasicHTTPAuth --auth-source a:b:c --web /srv --web-auth 6080 h:1", listen: "0.0.0.0:6080", target: "h:1",
+			check: func(t *testing.T, c *Config, _ *procOptions) {
+				if a := c.Auth; a == nil || a.password != "a:b:c" || !a.Require || !a.Web || a.Realm != "Websockify" {
+					t.Errorf("auth = %+v", c.Auth)
+				}
+			}},
+		{name: "expect origin", args: "--auth-plugin ExpectOrigin --auth-source 'https://a.example http://b.example:8080' 6080 h:1", listen: "0.0.0.0:6080", target: "h:1",
+			check: func(t *testing.T, c *Config, _ *procOptions) {
+				if strings.Join(c.HTTP.Origins, " ") != "https://a.example http://b.example:8080" || c.HTTP.AllowNoOrigin {
+					t.Errorf("http = %+v", c.HTTP)
+				}
+			}},
+		{name: "client cn", args: "--cert /c.pem --verify-client --cafile /ca.pem --auth-plugin ClientCertCNAuth --auth-source 'ops admin' 6080 h:1", listen: "0.0.0.0:6080", target: "h:1",
+			check: func(t *testing.T, c *Config, _ *procOptions) {
+				if a := c.Auth; a == nil || strings.Join(a.Allow, " ") != "cn:ops cn:admin" || !a.Require {
+					t.Errorf("auth = %+v", c.Auth)
+				}
+			}},
+		{name: "client cn without certs", args: "--auth-plugin ClientCertCNAuth --auth-source ops 6080 h:1", wantErr: "needs --cert, --verify-client and --cafile"},
+		{name: "python auth plugin", args: "--auth-plugin my.Plugin 6080 h:1", wantErr: "cannot load Python classes"},
+		{name: "web auth alone", args: "--web-auth 6080 h:1", wantErr: "--web-auth needs --auth-plugin"},
+		{name: "no origin allowed", args: "6080 h:1", listen: "0.0.0.0:6080", target: "h:1",
+			check: func(t *testing.T, c *Config, _ *procOptions) {
+				if !c.HTTP.AllowNoOrigin || c.TLS != nil || c.Auth != nil {
+					t.Errorf("http %+v tls %+v auth %+v", c.HTTP, c.TLS, c.Auth)
+				}
+			}},
 		{name: "redis", args: "--token-plugin TokenRedis --token-source 10.0.0.9 --allow 10.0.0.0/8:5900-5999 6080", listen: "0.0.0.0:6080",
 			check: func(t *testing.T, c *Config, _ *procOptions) {
 				if len(c.TokenRedis) != 1 || c.TokenRedis[0].Address != "10.0.0.9:6379" || c.TokenRedis[0].DB != 0 ||
@@ -121,7 +173,7 @@ func TestWebsockifyCommandLine(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, proc, err := parseWebsockify(strings.Fields(tt.args))
+			cfg, proc, err := parseWebsockify(splitArgs(tt.args))
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("parseWebsockify(%q) error = %v, want %q", tt.args, err, tt.wantErr)
@@ -165,4 +217,17 @@ func TestEveryWebsockifyOptionKnown(t *testing.T) {
 			t.Errorf("websockify option %s is not in the table", name)
 		}
 	}
+}
+
+// splitArgs splits a command line at spaces, keeping 'quoted words' whole.
+func splitArgs(s string) []string {
+	var args []string
+	for i, part := range strings.Split(s, "'") {
+		if i%2 == 1 {
+			args = append(args, part)
+			continue
+		}
+		args = append(args, strings.Fields(part)...)
+	}
+	return args
 }
