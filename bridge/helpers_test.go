@@ -138,7 +138,11 @@ func startBridgeResolver(t testing.TB, r targets.Resolver, opts *bridge.Options)
 		w.on = false
 		w.mu.Unlock()
 	})
-	return &testBridge{srv: srv, url: "ws://" + ln.Addr().String(), log: w}
+	scheme := "ws://"
+	if o.TLS != nil {
+		scheme = "wss://"
+	}
+	return &testBridge{srv: srv, url: scheme + ln.Addr().String(), log: w}
 }
 
 // static is a fallback route to addr.
