@@ -22,6 +22,9 @@ var rules = map[string]struct {
 	"targets":   {external: []string{"github.com/redis/go-redis/v9", "github.com/golang-jwt/jwt/v5"}},
 	"ratelimit": {external: []string{"golang.org/x/time"}},
 	"service":   {external: []string{"github.com/kardianos/service"}},
+
+	"internal/tlsfiles": {},
+	"internal/authfile": {external: []string{"golang.org/x/crypto"}},
 }
 
 type pkg struct {

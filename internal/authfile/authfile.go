@@ -20,8 +20,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// file re-reads a credential file when its size or time changes, at most
-// once per second.
+// file re-reads a credential file when its contents change, checked at
+// most once per second.
 type file[T any] struct {
 	path  string
 	parse func([]byte) (T, error)
@@ -29,25 +29,27 @@ type file[T any] struct {
 
 	mu      sync.Mutex
 	val     T
-	size    int64
-	mod     time.Time
+	sum     [32]byte // of the contents val came from, or of the last that failed
 	checked time.Time
 }
 
+// load reads the file if its contents changed since the last load.
 func (f *file[T]) load() error {
-	fi, err := os.Stat(f.path)
-	if err != nil {
-		return err
-	}
 	data, err := os.ReadFile(f.path)
 	if err != nil {
 		return err
 	}
+	sum := sha256.Sum256(data)
+	if sum == f.sum {
+		return nil
+	}
+	// A version that fails is reported once, not every second.
+	f.sum = sum
 	v, err := f.parse(data)
 	if err != nil {
 		return fmt.Errorf("%s: %w", f.path, err)
 	}
-	f.val, f.size, f.mod = v, fi.Size(), fi.ModTime()
+	f.val = v
 	return nil
 }
 
@@ -60,11 +62,8 @@ func (f *file[T]) current() T {
 		return f.val
 	}
 	f.checked = now
-	fi, err := os.Stat(f.path)
-	if err != nil || fi.Size() != f.size || !fi.ModTime().Equal(f.mod) {
-		if err := f.load(); err != nil {
-			f.log.Error("credential file changed but does not load; the previous version stays in use", "err", err)
-		}
+	if err := f.load(); err != nil {
+		f.log.Error("credential file changed but does not load; the previous version stays in use", "err", err)
 	}
 	return f.val
 }

@@ -8,6 +8,7 @@ package tlsfiles
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -61,14 +62,8 @@ type Store struct {
 	log  *slog.Logger
 	cur  atomic.Pointer[tls.Config]
 
-	mu     sync.Mutex // serialises reloads
-	stamps map[string]stamp
-}
-
-// stamp identifies a version of a file without reading it.
-type stamp struct {
-	size int64
-	mod  time.Time
+	mu   sync.Mutex // serialises reloads
+	sums map[string][32]byte
 }
 
 // Load reads every file once; an error here stops the start.
@@ -131,16 +126,17 @@ func (s *Store) files() []string {
 func (s *Store) Reload(force bool) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	stamps := map[string]stamp{}
+	// The files are small: compare their contents, since a renewal can
+	// keep a file's size and land within its time stamp's resolution.
+	sums := map[string][32]byte{}
 	changed := force
 	for _, f := range s.files() {
-		fi, err := os.Stat(f)
+		data, err := os.ReadFile(f)
 		if err != nil {
 			return false, err
 		}
-		st := stamp{size: fi.Size(), mod: fi.ModTime()}
-		stamps[f] = st
-		if old, ok := s.stamps[f]; !ok || old != st {
+		sums[f] = sha256.Sum256(data)
+		if old, ok := s.sums[f]; !ok || old != sums[f] {
 			changed = true
 		}
 	}
@@ -152,7 +148,7 @@ func (s *Store) Reload(force bool) (bool, error) {
 		return false, err
 	}
 	s.cur.Store(cfg)
-	s.stamps = stamps
+	s.sums = sums
 	return true, nil
 }
 
