@@ -29,10 +29,82 @@ http {
   header_timeout  = "10s"   # a client must send its request headers in this time
   max_header_size = "16KiB" # larger request headers get 431
 
-  # Browser origins allowed besides the page served by this bridge's own
-  # host: "host:port" or "scheme://host:port", with * and ? wildcards, or
-  # "null" for sandboxed pages. Requests without Origin (programs) pass.
+  # Host names served (the Host header without its port): names, IP
+  # addresses ("[::1]"), or "*.example.com" for every name below it; ["*"]
+  # serves any. Any other Host gets 403, which stops DNS rebinding: a page
+  # on an attacker's name that resolves to this bridge sends that name.
+  # Left out, a bridge listening on loopback serves localhost, 127.0.0.1
+  # and [::1] only, and one listening elsewhere serves any name.
+  hosts = ["localhost", "127.0.0.1", "[::1]"]
+
+  # Browser origins allowed besides pages from this bridge's own host and
+  # port: "scheme://host[:port]", "scheme://*.domain[:port]", or "null" for
+  # sandboxed pages and file:// (refused unless listed). Origins are
+  # compared as browsers send them: lower case, no path, no default port.
   origins = []
+
+  # Requests without Origin come from programs, not browsers. They get 403
+  # unless this is true (the websockify command line sets it).
+  allow_no_origin = false
+
+  # The web root's Content-Security-Policy; "" is the default, which lets
+  # noVNC load from this host and connect back to it, and nothing else.
+  content_security_policy = ""
+}
+
+# wss:// and https://. Without this block the listener speaks plain HTTP.
+# Certificates and keys are PEM; a chain lists the server certificate
+# first. Files are re-read when they change (checked every
+# reload_interval) and on SIGHUP; live sessions keep running, new ones get
+# the new certificate. A renewal that does not load is logged and the
+# previous certificate stays.
+tls {
+  cert = "/etc/wsbridge/tls/bridge.crt"
+  key  = "/etc/wsbridge/tls/bridge.key" # "" when the key is in the cert file
+
+  # More certificates, chosen by the name the client asks for (SNI); the
+  # first one above serves clients that ask for none or another name.
+  certificate {
+    cert = "/etc/wsbridge/tls/vnc.example.org.crt"
+    key  = "/etc/wsbridge/tls/vnc.example.org.key"
+  }
+
+  min_version     = "1.2"   # or "1.3"; suites are forward-secret AEAD only
+  allow_plain     = false   # also serve ws:// on this port, told apart by the first byte (websockify without --ssl-only)
+  reload_interval = "10s"
+
+  # Client certificates (mTLS): the CA bundle that signs them. With
+  # require_client_cert, a handshake without one fails (and plain requests
+  # get 403); without it, a certificate is checked when offered and names
+  # the client for auth.allow and target identities.
+  client_ca           = "/etc/wsbridge/tls/clients-ca.pem"
+  require_client_cert = false
+}
+
+# Authentication, checked before any token lookup. Credentials a request
+# presents are always checked; a wrong password or bearer token is a 401
+# and counts as a failed lookup (token.max_failures), so guessing is slow.
+# Identities: "user:NAME" (Basic), "bearer:NAME" (a bearer token's name),
+# "cert:NAME" (a client certificate's CN or any DNS, e-mail or URI name),
+# "cn:NAME" (its CN only).
+auth {
+  htpasswd    = "/etc/wsbridge/htpasswd" # bcrypt only: htpasswd -B -c FILE USER
+  bearer_file = ""                       # lines of "NAME TOKEN" or "NAME sha256:HEX"
+  realm       = "wsbridge"
+  require     = true        # every upgrade needs an identity (401 without)
+  allow       = []          # identities admitted; [] admits any authenticated one
+  web         = false       # the web root needs an identity too
+}
+
+# TLS toward every target (websockify --ssl-target). Verified against the
+# system's CAs, or ca_file, for the target's host name or server_name;
+# insecure_skip_verify encrypts without checking who answers.
+target_tls {
+  ca_file              = ""
+  server_name          = ""
+  insecure_skip_verify = false
+  cert                 = "" # a client certificate to present, and its key
+  key                  = ""
 }
 
 # The life of one bridged client.
@@ -80,9 +152,21 @@ token {
 # token must not fall through to it, so that is an error).
 # Addresses: "host:port", "[v6]:port" or "unix:/absolute/path".
 # dial_timeout, ping_interval and message_limit override the session block.
+# identities limits who may use a target (see auth); a tls block inside a
+# target speaks TLS to it, with the settings of target_tls.
 target "desktop" {
   address = "127.0.0.1:5900"
   path    = "/vnc"
+}
+
+target "admin" {
+  address    = "10.0.0.2:22"
+  path       = "/ssh"
+  identities = ["cert:ops.example.com", "user:alice"]
+  tls {
+    ca_file     = "/etc/wsbridge/tls/internal-ca.pem"
+    server_name = "bastion.internal"
+  }
 }
 
 target "shell" {

@@ -23,15 +23,21 @@ func TestExampleConfig(t *testing.T) {
 	for _, s := range st.sources {
 		order = append(order, s.label())
 	}
-	if st.listen != "127.0.0.1:6080" || len(st.routes) != 4 || strings.Join(order, ",") !=
+	if st.listen != "127.0.0.1:6080" || len(st.routes) != 5 || strings.Join(order, ",") !=
 		`token_file "desktops",token_redis "fleet",token_jwt "signed",token_http "lookup",socket_dir "vms"` {
 		t.Errorf("bridge.hcl decoded to listen %q, %d routes, sources %q", st.listen, len(st.routes), order)
 	}
 	// The example states every default: decoding it must change nothing
-	// but the targets and sources.
+	// but the optional blocks (targets, sources, tls, auth, target_tls)
+	// and http.hosts, which spells out what a loopback listener serves.
 	want := defaultConfig()
 	want.Targets, want.TokenFiles, want.TokenRedis, want.TokenJWT, want.TokenHTTP, want.SocketDirs =
 		cfg.Targets, cfg.TokenFiles, cfg.TokenRedis, cfg.TokenJWT, cfg.TokenHTTP, cfg.SocketDirs
+	want.TLS, want.Auth, want.TargetTLS = cfg.TLS, cfg.Auth, cfg.TargetTLS
+	want.HTTP.Hosts = cfg.HTTP.Hosts
+	if strings.Join(st.bridge.Hosts, " ") != strings.Join(loopbackHosts, " ") {
+		t.Errorf("bridge.hcl hosts = %q, want the loopback default %q", st.bridge.Hosts, loopbackHosts)
+	}
 	if got, w := formatConfig(cfg), formatConfig(want); !bytes.Equal(got, w) {
 		t.Errorf("bridge.hcl does not show the defaults:\n%s\nwant\n%s", got, w)
 	}
@@ -46,7 +52,8 @@ func TestDefaults(t *testing.T) {
 	if st.listen != "127.0.0.1:6080" || b.DialTimeout != 10*time.Second || b.PingInterval != 25*time.Second ||
 		b.PongTimeout != 15*time.Second || b.WriteTimeout != 30*time.Second || b.MessageLimit != 64<<10 ||
 		b.MaxHeaderBytes != 16<<10 || b.HeaderTimeout != 10*time.Second || st.drain != 10*time.Second ||
-		b.IdleTimeout != 0 || b.MaxLifetime != 0 {
+		b.IdleTimeout != 0 || b.MaxLifetime != 0 || !b.RefuseNoOrigin || len(b.Origins) != 0 ||
+		strings.Join(b.Hosts, " ") != "localhost 127.0.0.1 [::1]" || st.tls != nil || st.auth != nil {
 		t.Errorf("defaults differ from DESIGN.md section 5: %+v", st)
 	}
 	if len(st.routes) != 1 || st.routes[0].Target.Address != "127.0.0.1:5900" {
@@ -104,6 +111,18 @@ func TestConfigDiagnostics(t *testing.T) {
 		{"relative socket dir", "socket_dir \"s\" {\n  path = \"run/vnc\"\n}\n", []string{`bridge.hcl:2:10: Invalid socket_dir "s" path`}},
 		{"bad listen", "listen = \"127.0.0.1:x\"\ntarget \"a\" {\n  address = \"h:1\"\n}\n", []string{`bridge.hcl:1:10: Invalid listen`}},
 		{"bad origin", "http {\n  origins = [\"[\"]\n}\ntarget \"a\" {\n  address = \"h:1\"\n}\n", []string{`bridge.hcl:2:13: Invalid http.origins`}},
+		{"origin not canonical", "http {\n  origins = [\"HTTPS://X.example/\"]\n}\ntarget \"a\" {\n  address = \"h:1\"\n}\n", []string{`bridge.hcl:2:13: Invalid http.origins: origin "HTTPS://X.example/"`}},
+		{"bad host", "http {\n  hosts = [\"vnc.example.com:6080\", \"*\"]\n}\ntarget \"a\" {\n  address = \"h:1\"\n}\n", []string{`bridge.hcl:2:11: Invalid http.hosts: "*" admits every host`}},
+		{"host with port", "http {\n  hosts = [\"vnc.example.com:6080\"]\n}\ntarget \"a\" {\n  address = \"h:1\"\n}\n", []string{`bridge.hcl:2:11: Invalid http.hosts: host "vnc.example.com:6080": no port here`}},
+		{"tls without cert", "tls {\n  min_version = \"1.1\"\n  require_client_cert = true\n}\ntarget \"a\" {\n  address = \"h:1\"\n}\n",
+			[]string{`bridge.hcl:1:1: Invalid tls: no certificate`, `bridge.hcl:2:17: Invalid tls.min_version`, `bridge.hcl:3:25: Invalid tls.require_client_cert: needs client_ca`}},
+		{"auth without a way", "auth {\n  require = true\n  allow = [\"alice\"]\n  web = true\n}\ntarget \"a\" {\n  address = \"h:1\"\n}\n",
+			[]string{`bridge.hcl:1:1: Invalid auth: no way to authenticate`, `bridge.hcl:3:11: Invalid auth.allow: identity "alice"`, `bridge.hcl:4:9: Invalid auth.web: there is no web root`}},
+		{"identities without auth", "target \"a\" {\n  address = \"h:1\"\n  identities = [\"user:alice\", \"group:x\"]\n}\n",
+			[]string{`bridge.hcl:3:16: Invalid target "a" identities: identity "group:x"`, `bridge.hcl:3:16: Invalid target "a" identities: nothing authenticates requests`}},
+		{"target tls both ways", "target \"a\" {\n  address = \"h:1\"\n  tls {\n    ca_file = \"/ca.pem\"\n    insecure_skip_verify = true\n  }\n}\n",
+			[]string{`bridge.hcl:5:28: Invalid target.a.tls.insecure_skip_verify`}},
+		{"missing cert file", "tls {\n  cert = \"/nonexistent/c.pem\"\n}\ntarget \"a\" {\n  address = \"h:1\"\n}\n", []string{`tls: `, `/nonexistent/c.pem`}},
 		{"env unset", "web = env(\"WSBRIDGE_TEST_UNSET\")\n", []string{"bridge.hcl:1:7: Error in function call", "WSBRIDGE_TEST_UNSET is not set"}},
 		{"every problem at once", "bogus = 1\nlisten = \"x\"\nsession {\n  linger = \"forever\"\n}\n",
 			[]string{"bridge.hcl:1:1: Unsupported argument", "bridge.hcl:2:10: Invalid listen", "bridge.hcl:4:12: Invalid session.linger", "No target"}},
