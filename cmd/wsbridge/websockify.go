@@ -133,9 +133,9 @@ var websockifyOptions = []wsOption{
 // websockifyDoor gathers websockify's TLS and authentication options.
 type websockifyDoor struct {
 	cert, key, cafile, version string
-	sslOnly, verifyClient       bool
-	authPlugin, authSource      string
-	webAuth                     bool
+	sslOnly, verifyClient      bool
+	authPlugin, authSource     string
+	webAuth                    bool
 }
 
 // selfPEM is the certificate websockify uses when --cert is not given and
