@@ -247,6 +247,20 @@ Supported:
                            checked against the address actually dialled. Without
                            it every target the plugin names is reachable, as in
                            websockify, and wsbridge warns at start
+  --cert FILE [--key FILE] serve TLS (./self.pem when it exists and --cert is not
+                           given); plain HTTP shares the port unless --ssl-only.
+                           Certificates are reloaded on change and on SIGHUP
+  --ssl-only               refuse plain HTTP
+  --verify-client --cafile FILE
+                           require client certificates signed by FILE's CAs
+  --ssl-version V          minimum TLS version: default, tlsv1_2, tlsv1_3
+                           (tlsv1_1 warns: TLS 1.2 is the floor)
+  --ssl-ciphers LIST       accepted with a warning: only AEAD suites are offered
+  --ssl-target             TLS toward the target, verified with the system's CAs
+  --auth-plugin BasicHTTPAuth --auth-source USER:PASSWORD
+  --auth-plugin ExpectOrigin --auth-source "ORIGIN ..."
+  --auth-plugin ClientCertCNAuth --auth-source "CN ..."
+  --web-auth               the web root needs the same authentication
   --heartbeat SECONDS      ping interval (wsbridge pings every 25s by default, and
                            also ends sessions whose pong is 15s late)
   --idle-timeout SECONDS   exit after SECONDS without any session
