@@ -335,21 +335,23 @@ var errBadCredentials = errors.New("bridge: wrong credentials")
 
 // authenticate returns the request's identity (nil when anonymous). A
 // refusal is for credentials that are malformed or wrong; it wraps
-// errBadCredentials when they were wrong.
+// errBadCredentials when they were wrong. An Authorization header in a
+// scheme this listener does not take is ignored, not refused: a proxy in
+// front may have used it, and a browser sends what it used for the page.
 func (s *Server) authenticate(r *http.Request, st *tls.ConnectionState) (Identity, *refusal, error) {
 	id := certIdentity(st)
+	a := s.opts.Auth
 	vals := r.Header.Values("Authorization")
-	if len(vals) == 0 {
+	if a == nil || a.Passwords == nil && a.Bearer == nil || len(vals) == 0 {
 		return id, nil, nil
 	}
-	a := s.opts.Auth
 	if len(vals) > 1 {
 		return nil, refuse(http.StatusBadRequest, "more than one Authorization header"), nil
 	}
 	scheme, cred, _ := strings.Cut(strings.TrimSpace(vals[0]), " ")
 	cred = strings.TrimSpace(cred)
 	switch {
-	case strings.EqualFold(scheme, "Basic") && a != nil && a.Passwords != nil:
+	case strings.EqualFold(scheme, "Basic") && a.Passwords != nil:
 		raw, err := base64.StdEncoding.DecodeString(cred)
 		user, pass, ok := strings.Cut(string(raw), ":")
 		if err != nil || !ok || user == "" {
@@ -359,14 +361,14 @@ func (s *Server) authenticate(r *http.Request, st *tls.ConnectionState) (Identit
 			return nil, s.challenge("wrong user name or password"), errBadCredentials
 		}
 		return append(id, "user:"+user), nil, nil
-	case strings.EqualFold(scheme, "Bearer") && a != nil && a.Bearer != nil:
+	case strings.EqualFold(scheme, "Bearer") && a.Bearer != nil:
 		name, ok := a.Bearer.CheckBearer(cred)
 		if !ok {
 			return nil, s.challenge("wrong bearer token"), errBadCredentials
 		}
 		return append(id, "bearer:"+name), nil, nil
 	}
-	return nil, s.challenge("authorization scheme not accepted here"), nil
+	return id, nil, nil
 }
 
 // challenge is a 401 that names the schemes this listener accepts.

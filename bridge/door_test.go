@@ -211,16 +211,9 @@ func TestWebRootAuthentication(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := bridge.NewStaticFiles(webRoot(t), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { files.Close() })
-	b := startBridge(t, static(target(t, echo)), nil, &bridge.Options{
-		Files: files,
-		Auth:  &bridge.Auth{Passwords: users, Realm: "desk", Web: true, Require: true},
+	addr := webBridge(t, &bridge.Options{
+		Auth: &bridge.Auth{Passwords: users, Realm: "desk", Web: true, Require: true},
 	})
-	addr := strings.TrimPrefix(b.url, "ws://")
 	resp, body := rawGet(t, addr, "GET", "/vnc.html")
 	if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != `Basic realm="desk", charset="UTF-8"` || strings.Contains(body, "vnc") {
 		t.Errorf("without credentials: %d %v %q", resp.StatusCode, resp.Header, body)
@@ -295,5 +288,21 @@ func TestNoSecretInLogsOrBodies(t *testing.T) {
 		if strings.Contains(body, canary) {
 			t.Errorf("a secret reached an answer: %s", body)
 		}
+	}
+}
+
+// TestForeignAuthorizationIgnored: an Authorization header in a scheme the
+// listener does not take (a proxy in front used it) neither passes nor
+// blocks a request.
+func TestForeignAuthorizationIgnored(t *testing.T) {
+	b := startBridge(t, static(target(t, echo)), nil, nil)
+	for _, h := range []string{basic("someone", "x"), "Authorization: Bearer abc", "Authorization: Negotiate abc"} {
+		t.Run(h, func(t *testing.T) {
+			resp := rawHandshake(t, b.url, "/", h)
+			resp.Body.Close()
+			if resp.StatusCode != 101 {
+				t.Fatalf("%s on a listener without auth: %d", h, resp.StatusCode)
+			}
+		})
 	}
 }

@@ -67,14 +67,26 @@ func rawGet(t testing.TB, addr, method, target string, header ...string) (*http.
 	return resp, string(body)
 }
 
-func TestStaticFiles(t *testing.T) {
+// webBridge serves webRoot with opts (nil for defaults) and returns the
+// bridge's address.
+func webBridge(t testing.TB, opts *bridge.Options) string {
+	t.Helper()
 	files, err := bridge.NewStaticFiles(webRoot(t), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { files.Close() })
-	b := startBridge(t, static(deadAddr(t)), nil, &bridge.Options{Files: files})
-	addr := strings.TrimPrefix(b.url, "ws://")
+	o := bridge.Options{}
+	if opts != nil {
+		o = *opts
+	}
+	o.Files = files
+	b := startBridge(t, static(deadAddr(t)), nil, &o)
+	return strings.TrimPrefix(b.url, "ws://")
+}
+
+func TestStaticFiles(t *testing.T) {
+	addr := webBridge(t, nil)
 
 	tests := []struct {
 		method, path string
@@ -124,13 +136,7 @@ var traversal = []string{
 }
 
 func TestStaticTraversal(t *testing.T) {
-	files, err := bridge.NewStaticFiles(webRoot(t), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { files.Close() })
-	b := startBridge(t, static(deadAddr(t)), nil, &bridge.Options{Files: files})
-	addr := strings.TrimPrefix(b.url, "ws://")
+	addr := webBridge(t, nil)
 	for _, p := range traversal {
 		for _, method := range []string{"GET", "HEAD"} {
 			resp, body := rawGet(t, addr, method, p)

@@ -39,8 +39,11 @@ func TestHtpasswdCheckAndReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !hp.CheckPassword("alice", "old") || !hp.CheckPassword("alice", "old") || hp.CheckPassword("alice", "new") || hp.CheckPassword("bob", "old") {
-		t.Fatal("wrong answers before the change")
+	// Twice: the second answer comes from what was remembered.
+	for range 2 {
+		if !hp.CheckPassword("alice", "old") || hp.CheckPassword("alice", "new") || hp.CheckPassword("bob", "old") {
+			t.Fatal("wrong answers before the change")
+		}
 	}
 	h2, _ := bcrypt.GenerateFromPassword([]byte("new"), bcrypt.MinCost)
 	os.WriteFile(p, []byte("alice:"+string(h2)+"\n"), 0o600)

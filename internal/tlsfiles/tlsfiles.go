@@ -26,6 +26,15 @@ type Pair struct {
 	Cert, Key string
 }
 
+// load reads the pair; a Key of "" means the key is in the Cert file.
+func (p Pair) load() (tls.Certificate, error) {
+	key := p.Key
+	if key == "" {
+		key = p.Cert
+	}
+	return tls.LoadX509KeyPair(p.Cert, key)
+}
+
 // Options describe a server's TLS files.
 type Options struct {
 	// Pairs are the certificates; the one for a handshake is the first
@@ -161,11 +170,7 @@ func (s *Store) build() (*tls.Config, error) {
 		NextProtos: []string{"http/1.1"},
 	}
 	for _, p := range s.opts.Pairs {
-		key := p.Key
-		if key == "" {
-			key = p.Cert
-		}
-		c, err := tls.LoadX509KeyPair(p.Cert, key)
+		c, err := p.load()
 		if err != nil {
 			return nil, fmt.Errorf("certificate %s: %w", p.Cert, err)
 		}
@@ -261,11 +266,7 @@ func ClientConfig(o *ClientOptions) (*tls.Config, error) {
 		cfg.RootCAs = pool
 	}
 	if o.Cert != "" {
-		key := o.Key
-		if key == "" {
-			key = o.Cert
-		}
-		c, err := tls.LoadX509KeyPair(o.Cert, key)
+		c, err := (Pair{Cert: o.Cert, Key: o.Key}).load()
 		if err != nil {
 			return nil, fmt.Errorf("client certificate %s: %w", o.Cert, err)
 		}
