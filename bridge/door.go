@@ -410,6 +410,9 @@ func (s *Server) door(r *http.Request, st *tls.ConnectionState, web bool) (Ident
 	if s.opts.RequireClientCert && certIdentity(st) == nil {
 		return nil, refuse(http.StatusForbidden, "a client certificate is required (connect with https:// or wss://)")
 	}
+	if web && (s.opts.Auth == nil || !s.opts.Auth.Web) {
+		return nil, nil
+	}
 	id, rf, err := s.authenticate(r, st)
 	if rf != nil {
 		if errors.Is(err, errBadCredentials) {
@@ -417,7 +420,7 @@ func (s *Server) door(r *http.Request, st *tls.ConnectionState, web bool) (Ident
 		}
 		return nil, rf
 	}
-	if a := s.opts.Auth; a != nil && (!web || a.Web) {
+	if a := s.opts.Auth; a != nil {
 		if rf := s.admitIdentity(id, a.Require, a.Allow); rf != nil {
 			return nil, rf
 		}

@@ -222,6 +222,11 @@ func TestWebRootAuthentication(t *testing.T) {
 	if resp.StatusCode != 200 || body != "<html>vnc</html>" {
 		t.Errorf("with credentials: %d %q", resp.StatusCode, body)
 	}
+	// Without web = true the page is public, whatever credentials come.
+	open := webBridge(t, &bridge.Options{Auth: &bridge.Auth{Passwords: users, Require: true}})
+	if resp, _ := rawGet(t, open, "GET", "/vnc.html", basic("bob", "wrong")); resp.StatusCode != 200 {
+		t.Errorf("public web root with stray credentials: %d", resp.StatusCode)
+	}
 }
 
 // TestNoSecretInLogsOrBodies makes requests that carry a canary token,
