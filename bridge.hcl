@@ -129,6 +129,34 @@ session {
   dial_after_upgrade = false
 }
 
+# Who may open how many sessions, and how fast bytes move. Admission comes
+# before anything else: a refused handshake costs no lookup and no dial.
+limits {
+  # All sessions, live or in their handshake; 503 past it. 0 is the
+  # ceiling the open-files limit allows, (limit - 64) / 2, which is also
+  # the most any value here gets; the start line logs the number in use.
+  max_sessions = 0
+
+  # Per client address (an IPv6 /64): live sessions (429 past it) and new
+  # handshakes per second with a burst (429 with Retry-After). 0 is no cap.
+  # Behind a proxy on the same host every client has the proxy's address:
+  # raise or turn these off there.
+  per_ip_sessions = 16
+  per_ip_rate     = 10
+  per_ip_burst    = 20
+
+  per_target_sessions = 0 # live sessions of each target (a target block's max_sessions overrides); 503 past it
+  per_token_sessions  = 0 # live sessions that use one token; 429 past it
+
+  # Bytes per second, "0" unlimited: each session in each direction (in is
+  # client to target), and all sessions together. A waiting session reads
+  # nothing more, so limits queue no data.
+  session_bandwidth_in  = "0"
+  session_bandwidth_out = "0"
+  total_bandwidth_in    = "0"
+  total_bandwidth_out   = "0"
+}
+
 # Where requests carry their token, and what failed lookups cost.
 token {
   from        = "query" # query (?token=..., websockify), path, cookie or host (websockify --host-token)
@@ -153,7 +181,8 @@ token {
 # Addresses: "host:port", "[v6]:port" or "unix:/absolute/path".
 # dial_timeout, ping_interval and message_limit override the session block.
 # identities limits who may use a target (see auth); a tls block inside a
-# target speaks TLS to it, with the settings of target_tls.
+# target speaks TLS to it, with the settings of target_tls. max_sessions,
+# bandwidth_in and bandwidth_out limit all sessions of the target together.
 target "desktop" {
   address = "127.0.0.1:5900"
   path    = "/vnc"
@@ -182,6 +211,8 @@ target "kiosk" {
 
 target "lab" {
   address       = "10.0.0.41:5900"
+  max_sessions  = 4
+  bandwidth_out = "2MiB"
   token         = env("LAB_TOKEN", "lab-7f3c9a1e") # a static token; never logged
   message_limit = "1MiB"
 }

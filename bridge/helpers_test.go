@@ -94,6 +94,13 @@ func targetOn(t testing.TB, network, addr string, handle func(c net.Conn)) strin
 
 func echo(c net.Conn) { io.Copy(c, c) }
 
+func setDefault[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
+	}
+}
+
 // testBridge is a bridge.Server on a real loopback listener.
 type testBridge struct {
 	srv *bridge.Server
@@ -118,6 +125,10 @@ func startBridgeResolver(t testing.TB, r targets.Resolver, opts *bridge.Options)
 	}
 	w := &tbWriter{t: t, on: testing.Verbose()}
 	o := *opts
+	// Tests open many sessions from 127.0.0.1 at once; the per-address
+	// limits are tested where they are set.
+	setDefault(&o.PerIPSessions, -1)
+	setDefault(&o.PerIPRate, -1)
 	o.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv := bridge.New(r, &o)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

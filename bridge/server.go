@@ -133,6 +133,35 @@ type Options struct {
 	FailedLookupWindow time.Duration
 	FailedLookupBan    time.Duration
 
+	// MaxSessions caps the sessions, live or in their handshake; past it a
+	// handshake gets 503. Default, and never more than, SessionCeiling():
+	// (open-files limit - 64) / 2.
+	MaxSessions int
+	// PerIPSessions caps the sessions of one client address (an IPv6
+	// /64); past it a handshake gets 429. Default 16; negative is no cap.
+	PerIPSessions int
+	// PerIPRate and PerIPBurst limit the handshakes of one client address
+	// per second; past them a handshake gets 429 with Retry-After.
+	// Defaults 10 and 20; a negative PerIPRate is no limit.
+	PerIPRate  float64
+	PerIPBurst int
+	// PerTargetSessions caps the sessions of each target (by configured
+	// name, or by address for targets from token sources); 503 past it.
+	// targets.Settings.MaxSessions overrides it. Zero is no cap.
+	PerTargetSessions int
+	// PerTokenSessions caps the sessions that use one token; 429 past it.
+	// Zero is no cap.
+	PerTokenSessions int
+
+	// SessionBandwidthIn and SessionBandwidthOut limit each session, in
+	// bytes per second, client to target and target to client.
+	// TotalBandwidthIn and TotalBandwidthOut limit all sessions together;
+	// targets.Settings can limit all sessions of a target. Zero is
+	// unlimited. Waiting for bandwidth holds the reader back, so a
+	// limited session queues nothing.
+	SessionBandwidthIn, SessionBandwidthOut int64
+	TotalBandwidthIn, TotalBandwidthOut     int64
+
 	// Files answers requests that are not WebSocket upgrades, for example
 	// a StaticFiles web root. Nil answers them with 426 Upgrade Required.
 	Files http.Handler
@@ -150,6 +179,9 @@ const (
 	defaultReadSize      = 64 << 10
 	minReadSize          = 512
 	defaultFailedLookups = 5
+	defaultPerIPSessions = 16
+	defaultPerIPRate     = 10
+	defaultPerIPBurst    = 20
 	defaultFailWindow    = time.Minute
 	defaultFailBan       = time.Minute
 	// unavailableRetry is the Retry-After of a 503 while a token source is
@@ -177,6 +209,13 @@ func (o *Options) withDefaults() Options {
 	setDefault(&c.MessageLimit, defaultMessageLimit)
 	setDefault(&c.ReadSize, defaultReadSize)
 	c.ReadSize = max(c.ReadSize, minReadSize)
+	ceiling := SessionCeiling()
+	if c.MaxSessions <= 0 || c.MaxSessions > ceiling {
+		c.MaxSessions = ceiling
+	}
+	setDefault(&c.PerIPSessions, defaultPerIPSessions)
+	setDefault(&c.PerIPRate, defaultPerIPRate)
+	setDefault(&c.PerIPBurst, defaultPerIPBurst)
 	setDefault(&c.FailedLookups, defaultFailedLookups)
 	setDefault(&c.FailedLookupWindow, defaultFailWindow)
 	setDefault(&c.FailedLookupBan, defaultFailBan)
@@ -200,10 +239,15 @@ type Server struct {
 	failures *ratelimit.FailureBudget // nil when off
 	hosts    []hostPattern
 	origins  []originPattern
+	clients  *ratelimit.Clients // nil when off
+	slots    ratelimit.Counter  // per target and per token
+	inflight atomic.Int64       // sessions live or in their handshake
+	totalBW  [2]atomic.Pointer[ratelimit.Bandwidth] // in, out
 
 	mu       sync.Mutex
 	draining bool
 	sessions map[*session]struct{}
+	targetBW map[string][2]*ratelimit.Bandwidth
 	wg       sync.WaitGroup // one per tracked session
 	servers  []*http.Server
 
@@ -216,6 +260,7 @@ func New(r targets.Resolver, opts *Options) *Server {
 		resolver: r,
 		opts:     opts.withDefaults(),
 		sessions: make(map[*session]struct{}),
+		targetBW: make(map[string][2]*ratelimit.Bandwidth),
 	}
 	s.log = s.opts.Logger
 	// cmd validates these with ParseHostPattern and ParseOriginPattern; a
@@ -235,6 +280,9 @@ func New(r targets.Resolver, opts *Options) *Server {
 			s.log.Error("ignoring an origin entry", "err", err)
 		}
 	}
+	s.clients = ratelimit.NewClients(s.opts.PerIPSessions, s.opts.PerIPRate, s.opts.PerIPBurst)
+	s.totalBW[0].Store(ratelimit.NewBandwidth(s.opts.TotalBandwidthIn))
+	s.totalBW[1].Store(ratelimit.NewBandwidth(s.opts.TotalBandwidthOut))
 	s.failures = ratelimit.NewFailureBudget(s.opts.FailedLookups, s.opts.FailedLookupWindow, s.opts.FailedLookupBan)
 	size := s.opts.ReadSize
 	s.bufs.New = func() any {
@@ -317,7 +365,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	sess, rf := s.open(w, r, cc, log)
+	tk := &ticket{}
+	defer s.release(tk)
+	sess, rf := s.open(w, r, cc, tk, log)
 	if rf != nil {
 		s.answer(w, log, rf)
 		return
@@ -419,15 +469,21 @@ func (s *Server) logPath(r *http.Request) string {
 // open runs every check, resolves and dials the target, and upgrades. It
 // returns a refusal for the caller to answer, or a session, or neither when
 // Accept answered the client itself.
-func (s *Server) open(w http.ResponseWriter, r *http.Request, cc *clientConn, log *slog.Logger) (*session, *refusal) {
+func (s *Server) open(w http.ResponseWriter, r *http.Request, cc *clientConn, tk *ticket, log *slog.Logger) (*session, *refusal) {
 	if s.isDraining() {
 		return nil, refuse(http.StatusServiceUnavailable, "server is shutting down")
 	}
-	// Admission comes first: a banned address costs no more work.
+	// Admission comes first: a banned or greedy address costs no more
+	// work.
 	remote, _ := netip.ParseAddrPort(r.RemoteAddr)
-	if left, banned := s.failures.Banned(remote.Addr(), time.Now()); banned {
+	now := time.Now()
+	if left, banned := s.failures.Banned(remote.Addr(), now); banned {
 		rf := refuse(http.StatusTooManyRequests, "too many failed lookups or logins")
 		rf.retryAfter = left
+		return nil, rf
+	}
+	tk.addr = remote.Addr()
+	if rf := s.admit(tk, now); rf != nil {
 		return nil, rf
 	}
 	if rf := checkUpgrade(r); rf != nil {
@@ -485,6 +541,9 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, cc *clientConn, lo
 			return nil, rf
 		}
 	}
+	if rf := s.admitTarget(tk, t, token); rf != nil {
+		return nil, rf
+	}
 	set := sessionSettings(&s.opts, t.Settings)
 
 	var tc net.Conn
@@ -501,7 +560,10 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, cc *clientConn, lo
 		}
 	}
 
-	sess := &session{srv: s, mode: mode, tc: tc, log: log, ping: set.PingInterval, stop: make(chan struct{})}
+	sess := &session{srv: s, mode: mode, tc: tc, log: log, ping: set.PingInterval, stop: make(chan struct{}), ended: make(chan struct{})}
+	tin, tout := s.targetBandwidth(t)
+	sess.in = newDirection(s.opts.ReadSize, ratelimit.NewBandwidth(s.opts.SessionBandwidthIn), tin, s.totalBW[0].Load())
+	sess.out = newDirection(s.opts.ReadSize, ratelimit.NewBandwidth(s.opts.SessionBandwidthOut), tout, s.totalBW[1].Load())
 	if !s.track(sess) {
 		closeConn(tc)
 		return nil, refuse(http.StatusServiceUnavailable, "server is shutting down")

@@ -73,11 +73,47 @@ type session struct {
 	lastActive atomic.Int64 // unix nanoseconds of the last byte relayed
 	targetWait atomic.Int64 // total nanoseconds the client reader spent blocked on target writes
 	waitStart  atomic.Int64 // unix nanoseconds when the current target write began, or 0
+	inTimer    *time.Timer  // the client reader's bandwidth timer
 
 	wsFailed chan error // the target-to-client pump could not write to the client
 
+	in, out   direction     // byte limits, client to target and back
+	ended     chan struct{} // closed when waits for bandwidth must stop
+	endedOnce sync.Once
+
 	stop     chan struct{} // closed by Server.Shutdown
 	stopOnce sync.Once
+}
+
+// endWaits stops the pumps' waits for bandwidth: the session's linger is
+// over.
+func (s *session) endWaits() { s.endedOnce.Do(func() { close(s.ended) }) }
+
+// errEnded ends a pump that was waiting for bandwidth when the session's
+// linger ran out.
+var errEnded = errors.New("session ended while waiting for bandwidth")
+
+// throttle waits until d allows n more bytes. t is the pump's timer, made
+// on first use.
+func (s *session) throttle(d *direction, n int, t **time.Timer) error {
+	if len(d.lims) == 0 {
+		return nil
+	}
+	w := d.wait(n, time.Now())
+	if w <= 0 {
+		return nil
+	}
+	if *t == nil {
+		*t = time.NewTimer(w)
+	} else {
+		(*t).Reset(w)
+	}
+	select {
+	case <-(*t).C:
+		return nil
+	case <-s.ended:
+		return errEnded
+	}
 }
 
 func (s *session) shutdown() { s.stopOnce.Do(func() { close(s.stop) }) }
@@ -85,6 +121,7 @@ func (s *session) shutdown() { s.stopOnce.Do(func() { close(s.stop) }) }
 // kill cuts both connections at once. It is the last resort of Shutdown for
 // a session that did not end within its Linger.
 func (s *session) kill() {
+	s.endWaits()
 	s.ws.CloseNow()
 	closeConn(s.tc)
 }
@@ -170,6 +207,9 @@ func (s *session) run() ending {
 // finish closes both sides in the order the session doc describes.
 func (s *session) finish(end ending, upDone, downDone bool, up, down <-chan error) {
 	deadline := time.Now().Add(s.srv.opts.Linger)
+	// Bytes waiting for bandwidth still go out within the linger.
+	lingered := time.AfterFunc(s.srv.opts.Linger, s.endWaits)
+	defer lingered.Stop()
 	closed := make(chan struct{})
 	if end.send {
 		go func() {
@@ -278,6 +318,7 @@ func (s *session) clientToTarget() error {
 }
 
 func (s *session) copyBinary(r io.Reader, buf []byte) error {
+	buf = buf[:min(len(buf), s.in.chunk)]
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
@@ -300,7 +341,7 @@ func (s *session) copyBase64(r io.Reader, buf []byte, dec *b64Decoder) error {
 	dec.reset()
 	half := len(buf) / 2
 	src, dst := buf[:half], buf[half:]
-	src = src[:min(len(src), (len(dst)-3)/3*4)]
+	src = src[:min(len(src), (len(dst)-3)/3*4, max(s.in.chunk/3*4, 4))]
 	for {
 		n, err := r.Read(src)
 		if n > 0 {
@@ -323,14 +364,19 @@ func (s *session) copyBase64(r io.Reader, buf []byte, dec *b64Decoder) error {
 	}
 }
 
-// writeTarget writes p to the target under the write deadline and counts
-// the time it blocks, which the ping deadline forgives.
+// writeTarget writes p to the target under the write deadline, once the
+// bandwidth allows, and counts the time it blocks, which the ping deadline
+// forgives: pongs are not read while the client reader waits.
 func (s *session) writeTarget(p []byte) error {
 	now := time.Now()
-	if wt := s.srv.opts.WriteTimeout; wt > 0 {
-		s.tc.SetWriteDeadline(now.Add(wt))
-	}
 	s.waitStart.Store(now.UnixNano())
+	if err := s.throttle(&s.in, len(p), &s.inTimer); err != nil {
+		s.waitStart.Store(0)
+		return err
+	}
+	if wt := s.srv.opts.WriteTimeout; wt > 0 {
+		s.tc.SetWriteDeadline(time.Now().Add(wt))
+	}
 	n, err := s.tc.Write(p)
 	end := time.Now().UnixNano()
 	s.waitStart.Store(0)
@@ -359,11 +405,16 @@ func (s *session) targetToClient() error {
 		raw := len(buf) * 3 / 7 / 3 * 3
 		src, enc = buf[:raw], buf[raw:]
 	}
+	src = src[:min(len(src), s.out.chunk)]
+	var timer *time.Timer
 	wt := s.srv.opts.WriteTimeout
 	failed := false
 	for {
 		n, err := s.tc.Read(src)
 		if n > 0 && !failed {
+			if terr := s.throttle(&s.out, n, &timer); terr != nil {
+				return terr
+			}
 			now := time.Now()
 			s.lastActive.Store(now.UnixNano())
 			p := src[:n]

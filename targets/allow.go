@@ -200,7 +200,7 @@ func (t Target) Dial(ctx context.Context, timeout time.Duration) (net.Conn, erro
 }
 
 func (t Target) dial(ctx context.Context, timeout time.Duration) (net.Conn, error) {
-	d := net.Dialer{Timeout: timeout}
+	d := net.Dialer{Timeout: timeout, KeepAliveConfig: targetKeepAlive}
 	if a := t.Allow; a != nil {
 		if t.Network == "unix" {
 			if err := a.CheckUnix(t.Address); err != nil {
@@ -216,5 +216,17 @@ func (t Target) dial(ctx context.Context, timeout time.Duration) (net.Conn, erro
 			}
 		}
 	}
-	return d.DialContext(ctx, t.Network, t.Address)
+	c, err := d.DialContext(ctx, t.Network, t.Address)
+	if tc, ok := c.(*net.TCPConn); ok {
+		// Go sets it already; a relay of small interactive writes (key
+		// presses, VNC updates) depends on it, so say so.
+		tc.SetNoDelay(true)
+	}
+	return c, err
 }
+
+// targetKeepAlive finds a target that vanished without a FIN or RST (a
+// host that lost power, a dropped NAT entry): after 30 s of silence the
+// kernel probes every 10 s and gives up after 3 unanswered probes, so a
+// dead target ends its session within about a minute.
+var targetKeepAlive = net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3}

@@ -59,6 +59,13 @@ type Settings struct {
 	PingInterval time.Duration
 	// MessageLimit is the largest message a client may send, in bytes.
 	MessageLimit int64
+	// MaxSessions caps the target's live sessions; zero keeps the bridge's
+	// setting.
+	MaxSessions int
+	// BandwidthIn and BandwidthOut limit all sessions of the target
+	// together, in bytes per second, client to target and back; zero is
+	// unlimited.
+	BandwidthIn, BandwidthOut int64
 	// Identities, when not empty, are who may use the target, in the
 	// forms of bridge.Identity ("user:alice", "cert:ops.example.com"); a
 	// request without one of them is refused before the target is dialled.

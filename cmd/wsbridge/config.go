@@ -33,6 +33,7 @@ type Config struct {
 	TLS       *TLSConfig       `hcl:"tls,block"`
 	Auth      *AuthConfig      `hcl:"auth,block"`
 	Session   *SessionConfig   `hcl:"session,block"`
+	Limits    *LimitsConfig    `hcl:"limits,block"`
 	Token     *TokenConfig     `hcl:"token,block"`
 	TargetTLS *TargetTLSConfig `hcl:"target_tls,block"`
 
@@ -124,6 +125,21 @@ type SessionConfig struct {
 	DialAfterUpgrade bool   `hcl:"dial_after_upgrade,optional"`
 }
 
+// LimitsConfig is the limits block: admission and bandwidth. Counts of 0
+// mean no cap; bandwidths are sizes per second, "0" unlimited.
+type LimitsConfig struct {
+	MaxSessions         int     `hcl:"max_sessions,optional"`
+	PerIPSessions       int     `hcl:"per_ip_sessions,optional"`
+	PerIPRate           float64 `hcl:"per_ip_rate,optional"`
+	PerIPBurst          int     `hcl:"per_ip_burst,optional"`
+	PerTargetSessions   int     `hcl:"per_target_sessions,optional"`
+	PerTokenSessions    int     `hcl:"per_token_sessions,optional"`
+	SessionBandwidthIn  string  `hcl:"session_bandwidth_in,optional"`
+	SessionBandwidthOut string  `hcl:"session_bandwidth_out,optional"`
+	TotalBandwidthIn    string  `hcl:"total_bandwidth_in,optional"`
+	TotalBandwidthOut   string  `hcl:"total_bandwidth_out,optional"`
+}
+
 // TokenConfig is the token block: where requests carry their token, and
 // the budget of failed lookups per client address.
 type TokenConfig struct {
@@ -147,6 +163,10 @@ type TargetConfig struct {
 	DialTimeout  string `hcl:"dial_timeout,optional"`
 	PingInterval string `hcl:"ping_interval,optional"`
 	MessageLimit string `hcl:"message_limit,optional"`
+
+	MaxSessions  int    `hcl:"max_sessions,optional"`
+	BandwidthIn  string `hcl:"bandwidth_in,optional"`
+	BandwidthOut string `hcl:"bandwidth_out,optional"`
 
 	Identities []string         `hcl:"identities,optional"`
 	TLS        *TargetTLSConfig `hcl:"tls,block"`
@@ -222,6 +242,15 @@ func defaultConfig() *Config {
 			Linger:       "5s",
 			MessageLimit: "64KiB",
 			ReadSize:     "64KiB",
+		},
+		Limits: &LimitsConfig{
+			PerIPSessions:       16,
+			PerIPRate:           10,
+			PerIPBurst:          20,
+			SessionBandwidthIn:  "0",
+			SessionBandwidthOut: "0",
+			TotalBandwidthIn:    "0",
+			TotalBandwidthOut:   "0",
 		},
 		Token: &TokenConfig{
 			From:          "query",
@@ -397,13 +426,13 @@ func formatConfig(cfg *Config) []byte {
 	f := hclwrite.NewEmptyFile()
 	gohcl.EncodeIntoBody(&c, f.Body())
 	// Unset optional settings of targets and sources print as nothing, not
-	// as "" or null, which would read as values.
+	// as "", null or 0, which would read as values.
 	for _, b := range f.Body().Blocks() {
 		if len(b.Labels()) == 0 {
 			continue
 		}
 		for name, a := range b.Body().Attributes() {
-			if v := strings.TrimSpace(string(a.Expr().BuildTokens(nil).Bytes())); v == `""` || v == "null" {
+			if v := strings.TrimSpace(string(a.Expr().BuildTokens(nil).Bytes())); v == `""` || v == "null" || v == "0" {
 				b.Body().RemoveAttribute(name)
 			}
 		}

@@ -78,7 +78,15 @@ func serve(ctx context.Context, cfg *Config, src *source, proc *procOptions, std
 			scheme = "ws+wss"
 		}
 	}
-	logger.Info("listening", "addr", ln.Addr().String(), "scheme", scheme, "version", buildVersion(), "web", st.web)
+	ceiling := bridge.SessionCeiling()
+	if st.bridge.MaxSessions > ceiling {
+		logger.Warn("limits.max_sessions is above what the open-files limit allows; using the ceiling", "max_sessions", st.bridge.MaxSessions, "ceiling", ceiling)
+	}
+	maxSessions := ceiling
+	if m := st.bridge.MaxSessions; m > 0 && m < ceiling {
+		maxSessions = m
+	}
+	logger.Info("listening", "addr", ln.Addr().String(), "scheme", scheme, "version", buildVersion(), "web", st.web, "max_sessions", maxSessions)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

@@ -177,7 +177,14 @@ func (v *validator) validateTargets(cfg *Config, st *settings) (fallback string,
 			v.errorf(v.src.at("target", tc.Name, "identities"), label+" identities", "nothing authenticates requests: add an auth block, or tls.client_ca for client certificates")
 		}
 		set.Identities = tc.Identities
-		if set.DialTimeout != 0 || set.PingInterval != 0 || set.MessageLimit != 0 || len(set.Identities) > 0 {
+		if tc.MaxSessions < 0 {
+			v.errorf(v.src.at("target", tc.Name, "max_sessions"), label+" max_sessions", "%d: want 0 (the limits block's cap) or more", tc.MaxSessions)
+		}
+		set.MaxSessions = tc.MaxSessions
+		set.BandwidthIn = v.bandwidth(tc.BandwidthIn, "target", tc.Name, "bandwidth_in")
+		set.BandwidthOut = v.bandwidth(tc.BandwidthOut, "target", tc.Name, "bandwidth_out")
+		if set.DialTimeout != 0 || set.PingInterval != 0 || set.MessageLimit != 0 || len(set.Identities) > 0 ||
+			set.MaxSessions != 0 || set.BandwidthIn != 0 || set.BandwidthOut != 0 {
 			rt.Target.Settings = &set
 		}
 		if tc.TLS != nil {

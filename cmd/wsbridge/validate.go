@@ -181,6 +181,7 @@ func validate(cfg *Config, src *source) (*settings, hcl.Diagnostics) {
 		b.DialAfterUpgrade = s.DialAfterUpgrade
 	}
 
+	v.validateLimits(cfg.Limits, b)
 	v.validateToken(cfg.Token, b)
 	fallback, tokenRoutes := v.validateTargets(cfg, st)
 	v.validateSources(cfg, st)
@@ -304,6 +305,56 @@ func (v *validator) validateAuth(cfg *Config, st *settings) {
 		v.errorf(v.src.at("auth", "web"), "auth.web", "there is no web root to protect (web is not set)")
 	}
 	st.auth = spec
+}
+
+// validateLimits checks the limits block. Its zeros mean "no cap", which
+// bridge.Options spells as negative.
+func (v *validator) validateLimits(l *LimitsConfig, b *bridge.Options) {
+	if l == nil {
+		return
+	}
+	for _, f := range []struct {
+		name string
+		n    int
+	}{{"max_sessions", l.MaxSessions}, {"per_ip_sessions", l.PerIPSessions}, {"per_ip_burst", l.PerIPBurst},
+		{"per_target_sessions", l.PerTargetSessions}, {"per_token_sessions", l.PerTokenSessions}} {
+		if f.n < 0 {
+			v.errorf(v.src.at("limits", f.name), "limits."+f.name, "%d: want 0 (no cap) or more", f.n)
+		}
+	}
+	if l.PerIPRate < 0 {
+		v.errorf(v.src.at("limits", "per_ip_rate"), "limits.per_ip_rate", "%v: want handshakes per second, 0 for no limit", l.PerIPRate)
+	}
+	if l.PerIPRate > 0 && l.PerIPBurst < 1 {
+		v.errorf(v.src.at("limits", "per_ip_burst"), "limits.per_ip_burst", "must be 1 or more with a per_ip_rate")
+	}
+	b.MaxSessions = l.MaxSessions
+	b.PerIPSessions = offIfZeroInt(l.PerIPSessions)
+	b.PerIPRate, b.PerIPBurst = l.PerIPRate, l.PerIPBurst
+	if l.PerIPRate == 0 {
+		b.PerIPRate = -1
+	}
+	b.PerTargetSessions = l.PerTargetSessions
+	b.PerTokenSessions = l.PerTokenSessions
+	b.SessionBandwidthIn = v.bandwidth(l.SessionBandwidthIn, "limits", "session_bandwidth_in")
+	b.SessionBandwidthOut = v.bandwidth(l.SessionBandwidthOut, "limits", "session_bandwidth_out")
+	b.TotalBandwidthIn = v.bandwidth(l.TotalBandwidthIn, "limits", "total_bandwidth_in")
+	b.TotalBandwidthOut = v.bandwidth(l.TotalBandwidthOut, "limits", "total_bandwidth_out")
+}
+
+// bandwidth parses bytes per second: a size, "0" for unlimited.
+func (v *validator) bandwidth(s string, path ...string) int64 {
+	if s == "" {
+		return 0
+	}
+	return v.size(s, 0, 1<<40, path...)
+}
+
+func offIfZeroInt(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 func validPort(s string) bool {
