@@ -560,7 +560,7 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, cc *clientConn, tk
 		}
 	}
 
-	sess := &session{srv: s, mode: mode, tc: tc, log: log, ping: set.PingInterval, stop: make(chan struct{}), ended: make(chan struct{})}
+	sess := &session{srv: s, mode: mode, tc: tc, log: log, ping: set.PingInterval, stop: make(chan struct{}), ended: make(chan struct{}), outEnded: make(chan struct{})}
 	tin, tout := s.targetBandwidth(t)
 	sess.in = newDirection(s.opts.ReadSize, ratelimit.NewBandwidth(s.opts.SessionBandwidthIn), tin, s.totalBW[0].Load())
 	sess.out = newDirection(s.opts.ReadSize, ratelimit.NewBandwidth(s.opts.SessionBandwidthOut), tout, s.totalBW[1].Load())

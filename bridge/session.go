@@ -78,8 +78,10 @@ type session struct {
 	wsFailed chan error // the target-to-client pump could not write to the client
 
 	in, out   direction     // byte limits, client to target and back
-	ended     chan struct{} // closed when waits for bandwidth must stop
+	ended     chan struct{} // closed when the client reader's waits for bandwidth must stop
 	endedOnce sync.Once
+	outEnded  chan struct{} // closed when the target reader's waits must stop
+	outOnce   sync.Once
 
 	stop     chan struct{} // closed by Server.Shutdown
 	stopOnce sync.Once
@@ -87,7 +89,14 @@ type session struct {
 
 // endWaits stops the pumps' waits for bandwidth: the session's linger is
 // over.
-func (s *session) endWaits() { s.endedOnce.Do(func() { close(s.ended) }) }
+func (s *session) endWaits() {
+	s.endedOnce.Do(func() { close(s.ended) })
+	s.endOutWaits()
+}
+
+// endOutWaits stops the target reader's waits: once the session ends, no
+// more data goes to the client.
+func (s *session) endOutWaits() { s.outOnce.Do(func() { close(s.outEnded) }) }
 
 // errEnded ends a pump that was waiting for bandwidth when the session's
 // linger ran out.
@@ -95,7 +104,7 @@ var errEnded = errors.New("session ended while waiting for bandwidth")
 
 // throttle waits until d allows n more bytes. t is the pump's timer, made
 // on first use.
-func (s *session) throttle(d *direction, n int, t **time.Timer) error {
+func (s *session) throttle(d *direction, n int, t **time.Timer, stop <-chan struct{}) error {
 	if len(d.lims) == 0 {
 		return nil
 	}
@@ -111,7 +120,7 @@ func (s *session) throttle(d *direction, n int, t **time.Timer) error {
 	select {
 	case <-(*t).C:
 		return nil
-	case <-s.ended:
+	case <-stop:
 		return errEnded
 	}
 }
@@ -122,7 +131,7 @@ func (s *session) shutdown() { s.stopOnce.Do(func() { close(s.stop) }) }
 // a session that did not end within its Linger.
 func (s *session) kill() {
 	s.endWaits()
-	s.ws.CloseNow()
+	s.cutClient()
 	closeConn(s.tc)
 }
 
@@ -206,9 +215,17 @@ func (s *session) run() ending {
 
 // finish closes both sides in the order the session doc describes.
 func (s *session) finish(end ending, upDone, downDone bool, up, down <-chan error) {
-	deadline := time.Now().Add(s.srv.opts.Linger)
-	// Bytes waiting for bandwidth still go out within the linger.
-	lingered := time.AfterFunc(s.srv.opts.Linger, s.endWaits)
+	linger := s.srv.opts.Linger
+	if end.reason == reasonPong {
+		// The client has not answered for a pong timeout: it gets its
+		// close frame, but is not waited for.
+		linger = min(linger, 100*time.Millisecond)
+	}
+	deadline := time.Now().Add(linger)
+	// The client's bytes waiting for bandwidth still go to the target
+	// within the linger; nothing more goes to the client.
+	s.endOutWaits()
+	lingered := time.AfterFunc(linger, s.endWaits)
 	defer lingered.Stop()
 	closed := make(chan struct{})
 	if end.send {
@@ -234,7 +251,7 @@ func (s *session) finish(end ending, upDone, downDone bool, up, down <-chan erro
 		case <-t.C:
 			// Also free a write stuck on a target that stopped reading, so
 			// the linger bounds the end.
-			s.ws.CloseNow()
+			s.cutClient()
 			s.tc.SetWriteDeadline(time.Now())
 			<-up
 		}
@@ -249,8 +266,27 @@ func (s *session) finish(end ending, upDone, downDone bool, up, down <-chan erro
 		<-down
 	}
 	s.tc.Close()
+	// The library's close handshake waits up to 5 s for the client's
+	// close frame; the linger is all it gets.
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-closed:
+	case <-t.C:
+		s.cutClient()
+		<-closed
+	}
 	s.ws.CloseNow()
-	<-closed
+}
+
+// cutClient closes the client's connection under the library first: the
+// library's CloseNow waits for a close handshake in progress, and a closed
+// socket is what ends that handshake at once.
+func (s *session) cutClient() {
+	if s.cc != nil {
+		s.cc.Close()
+	}
+	s.ws.CloseNow()
 }
 
 // clientEnding maps the error that ended the client-to-target pump.
@@ -370,7 +406,7 @@ func (s *session) copyBase64(r io.Reader, buf []byte, dec *b64Decoder) error {
 func (s *session) writeTarget(p []byte) error {
 	now := time.Now()
 	s.waitStart.Store(now.UnixNano())
-	if err := s.throttle(&s.in, len(p), &s.inTimer); err != nil {
+	if err := s.throttle(&s.in, len(p), &s.inTimer, s.ended); err != nil {
 		s.waitStart.Store(0)
 		return err
 	}
@@ -412,7 +448,7 @@ func (s *session) targetToClient() error {
 	for {
 		n, err := s.tc.Read(src)
 		if n > 0 && !failed {
-			if terr := s.throttle(&s.out, n, &timer); terr != nil {
+			if terr := s.throttle(&s.out, n, &timer, s.outEnded); terr != nil {
 				return terr
 			}
 			now := time.Now()
