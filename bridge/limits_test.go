@@ -401,3 +401,80 @@ func TestHandshakeFlood(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestWaitingOnBandwidthIsNotAPongTimeout: a client whose messages wait on
+// a slow limit is not heard from (pongs are read between messages), and
+// must not be closed for it.
+func TestWaitingOnBandwidthIsNotAPongTimeout(t *testing.T) {
+	var got atomic.Int64
+	sink := target(t, func(c net.Conn) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := c.Read(buf)
+			got.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	})
+	b := startBridge(t, static(sink), nil, &bridge.Options{
+		SessionBandwidthIn: 100_000, PingInterval: 200 * time.Millisecond, PongTimeout: 300 * time.Millisecond,
+	})
+	c := dial(t, b.url)
+	ctx := t.Context()
+	go func() {
+		for {
+			if _, _, err := c.Read(ctx); err != nil {
+				return
+			}
+		}
+	}()
+	const size = 300_000 // 3 s at 100 KB/s
+	for range size / 10_000 {
+		if err := c.Write(ctx, websocket.MessageBinary, make([]byte, 10_000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { return got.Load() == size })
+	c.Close(websocket.StatusNormalClosure, "")
+	waitIdle(t, b)
+	if strings.Contains(b.log.logs(), "Pong timeout") {
+		t.Errorf("a client waiting on bandwidth was closed for a late pong:\n%s", b.log.logs())
+	}
+}
+
+// TestSetLimitsOnLiveSessions lifts the total bandwidth while a session
+// streams: the session speeds up and loses no byte.
+func TestSetLimitsOnLiveSessions(t *testing.T) {
+	var unused atomic.Int64
+	addr := target(t, func(c net.Conn) { streamTarget(c, &unused) })
+	b := startBridge(t, static(addr), nil, &bridge.Options{TotalBandwidthOut: 100_000, Linger: 200 * time.Millisecond})
+	c := dial(t, b.url)
+	ctx := t.Context()
+	off := int64(0)
+	read := func(until time.Time) {
+		for time.Now().Before(until) {
+			_, m, err := c.Read(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := make([]byte, len(m))
+			pattern(want, off)
+			if !bytes.Equal(m, want) {
+				t.Fatalf("bytes at %d differ", off)
+			}
+			off += int64(len(m))
+		}
+	}
+	read(time.Now().Add(time.Second))
+	slow := off
+	b.srv.SetLimits(bridge.Limits{})
+	read(time.Now().Add(time.Second))
+	fast := off - slow
+	t.Logf("1 s at 100 KB/s: %d bytes; 1 s after lifting the limit: %d bytes", slow, fast)
+	// A second at 100 KB/s moves about 100 KB (plus a burst); unlimited
+	// over loopback, megabytes.
+	if slow > 300_000 || fast < 3*slow {
+		t.Errorf("the limit did not hold (%d) or was not lifted (%d)", slow, fast)
+	}
+}
