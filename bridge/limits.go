@@ -27,15 +27,15 @@ func SessionCeiling() int {
 
 // ticket is what one request holds of the limits; release gives it back.
 type ticket struct {
-	addr   netip.Addr
-	client bool // a slot of Options.PerIPSessions
-	global bool // a slot of Options.MaxSessions
-	keys   []string
+	addr    netip.Addr
+	clients *ratelimit.Clients // holds a slot for addr, or nil
+	global  bool               // a slot of MaxSessions
+	keys    []string
 }
 
 func (s *Server) release(tk *ticket) {
-	if tk.client {
-		s.clients.Release(tk.addr)
+	if tk.clients != nil {
+		tk.clients.Release(tk.addr)
 	}
 	if tk.global {
 		s.inflight.Add(-1)
@@ -52,14 +52,15 @@ func retryAfter(d time.Duration) time.Duration {
 
 // admit applies the global and per-address limits, before any other work.
 func (s *Server) admit(tk *ticket, now time.Time) *refusal {
-	if s.inflight.Add(1) > int64(s.opts.MaxSessions) {
+	if s.inflight.Add(1) > int64(s.limits.Load().MaxSessions) {
 		s.inflight.Add(-1)
 		rf := refuse(http.StatusServiceUnavailable, "server at capacity")
 		rf.retryAfter = unavailableRetry
 		return rf
 	}
 	tk.global = true
-	switch why, wait := s.clients.Admit(tk.addr, now); why {
+	clients := s.clients.Load()
+	switch why, wait := clients.Admit(tk.addr, now); why {
 	case ratelimit.TooMany:
 		return refuse(http.StatusTooManyRequests, "too many sessions from this address")
 	case ratelimit.TooFast:
@@ -67,14 +68,15 @@ func (s *Server) admit(tk *ticket, now time.Time) *refusal {
 		rf.retryAfter = retryAfter(wait)
 		return rf
 	}
-	tk.client = s.clients != nil
+	tk.clients = clients
 	return nil
 }
 
 // admitTarget applies the per-target and per-token session caps, once the
 // target is known.
 func (s *Server) admitTarget(tk *ticket, t targets.Target, token string) *refusal {
-	max := s.opts.PerTargetSessions
+	l := s.limits.Load()
+	max := l.PerTargetSessions
 	if t.Settings != nil && t.Settings.MaxSessions != 0 {
 		max = t.Settings.MaxSessions
 	}
@@ -87,9 +89,9 @@ func (s *Server) admitTarget(tk *ticket, t targets.Target, token string) *refusa
 		}
 		tk.keys = append(tk.keys, key)
 	}
-	if token != "" && s.opts.PerTokenSessions > 0 {
+	if token != "" && l.PerTokenSessions > 0 {
 		key := "token " + TokenHash(token)
-		if !s.slots.Acquire(key, s.opts.PerTokenSessions) {
+		if !s.slots.Acquire(key, l.PerTokenSessions) {
 			return refuse(http.StatusTooManyRequests, "too many sessions for this token")
 		}
 		tk.keys = append(tk.keys, key)
@@ -133,34 +135,93 @@ func (d *direction) wait(n int, now time.Time) time.Duration {
 	return w
 }
 
-// targetBandwidth returns the shared limits of a configured target.
+// targetBW is the shared bandwidth of a configured target, with the rates
+// it was made for.
+type targetBW struct {
+	in, out         *ratelimit.Bandwidth
+	inRate, outRate int64
+}
+
+// targetBandwidth returns the shared limits of a configured target, set to
+// the rates its Settings name now (a reload may have changed them).
 func (s *Server) targetBandwidth(t targets.Target) (in, out *ratelimit.Bandwidth) {
-	set := t.Settings
-	if set == nil || set.BandwidthIn <= 0 && set.BandwidthOut <= 0 {
-		return nil, nil
+	var rin, rout int64
+	if set := t.Settings; set != nil {
+		rin, rout = set.BandwidthIn, set.BandwidthOut
 	}
+	key := targetKey(t)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	key := targetKey(t)
 	tb, ok := s.targetBW[key]
+	if !ok && rin <= 0 && rout <= 0 {
+		return nil, nil
+	}
 	if !ok {
-		tb = [2]*ratelimit.Bandwidth{ratelimit.NewBandwidth(set.BandwidthIn), ratelimit.NewBandwidth(set.BandwidthOut)}
+		tb = &targetBW{}
 		s.targetBW[key] = tb
 	}
-	return tb[0], tb[1]
+	now := time.Now()
+	tb.in, tb.inRate = retune(tb.in, tb.inRate, rin, now)
+	tb.out, tb.outRate = retune(tb.out, tb.outRate, rout, now)
+	return tb.in, tb.out
 }
 
-// Limits are the limits a running Server can change: SetLimits applies
-// them to new handshakes and, for bandwidth, to the bytes live sessions
-// send from then on. A zero field means the same as in Options.
+// retune sets b to rate, making it when there is none yet.
+func retune(b *ratelimit.Bandwidth, had, rate int64, now time.Time) (*ratelimit.Bandwidth, int64) {
+	switch {
+	case rate == had:
+	case b == nil:
+		b = ratelimit.NewBandwidth(rate)
+	default:
+		b.Set(rate, now)
+	}
+	return b, rate
+}
+
+// Limits are the limits of a Server that SetLimits can change while it
+// runs. Each field means what the field of the same name in Options means,
+// zero included.
 type Limits struct {
-	TotalBandwidthIn, TotalBandwidthOut int64
+	MaxSessions                             int
+	PerIPSessions                           int
+	PerIPRate                               float64
+	PerIPBurst                              int
+	PerTargetSessions, PerTokenSessions     int
+	SessionBandwidthIn, SessionBandwidthOut int64
+	TotalBandwidthIn, TotalBandwidthOut     int64
 }
 
-// SetLimits changes the server-wide bandwidth while sessions run: live
-// sessions keep every byte and only change pace; a limit set where there
-// was none applies to sessions that start afterwards.
+func (o *Options) limits() Limits {
+	return Limits{
+		MaxSessions: o.MaxSessions, PerIPSessions: o.PerIPSessions, PerIPRate: o.PerIPRate, PerIPBurst: o.PerIPBurst,
+		PerTargetSessions: o.PerTargetSessions, PerTokenSessions: o.PerTokenSessions,
+		SessionBandwidthIn: o.SessionBandwidthIn, SessionBandwidthOut: o.SessionBandwidthOut,
+		TotalBandwidthIn: o.TotalBandwidthIn, TotalBandwidthOut: o.TotalBandwidthOut,
+	}
+}
+
+func (l *Limits) withDefaults() {
+	ceiling := SessionCeiling()
+	if l.MaxSessions <= 0 || l.MaxSessions > ceiling {
+		l.MaxSessions = ceiling
+	}
+	setDefault(&l.PerIPSessions, defaultPerIPSessions)
+	setDefault(&l.PerIPRate, defaultPerIPRate)
+	setDefault(&l.PerIPBurst, defaultPerIPBurst)
+}
+
+// SetLimits changes the limits of a running Server, as a configuration
+// reload does. New handshakes see the new caps; sessions already admitted
+// keep their slots. Bandwidth shared by sessions (total, per target) takes
+// its new rate at once, and live sessions keep every byte, only changing
+// pace; a session's own bandwidth applies to sessions that start later.
+// Per-address counts start afresh when the per-address limits change.
 func (s *Server) SetLimits(l Limits) {
+	l.withDefaults()
+	old := s.limits.Swap(&l)
+	if old.PerIPSessions != l.PerIPSessions || old.PerIPRate != l.PerIPRate || old.PerIPBurst != l.PerIPBurst {
+		s.clients.Store(ratelimit.NewClients(l.PerIPSessions, l.PerIPRate, l.PerIPBurst))
+	}
 	now := time.Now()
 	for i, v := range []int64{l.TotalBandwidthIn, l.TotalBandwidthOut} {
 		if b := s.totalBW[i].Load(); b != nil {

@@ -478,3 +478,24 @@ func TestSetLimitsOnLiveSessions(t *testing.T) {
 		t.Errorf("the limit did not hold (%d) or was not lifted (%d)", slow, fast)
 	}
 }
+
+// TestSetLimitsCaps changes the session caps of a running server: sessions
+// already in keep going, new handshakes meet the new caps.
+func TestSetLimitsCaps(t *testing.T) {
+	b := startBridge(t, static(target(t, echo)), nil, nil)
+	c1, c2 := dial(t, b.url), dial(t, b.url)
+	b.srv.SetLimits(bridge.Limits{MaxSessions: 2, PerIPSessions: -1, PerIPRate: -1})
+	if st, _ := statusOf(t, b.url, "/"); st != 503 {
+		t.Fatalf("third session under a new cap of 2: %d, want 503", st)
+	}
+	for _, c := range []*websocket.Conn{c1, c2} {
+		c.Write(t.Context(), websocket.MessageBinary, []byte("still here"))
+		if _, m, err := c.Read(t.Context()); err != nil || string(m) != "still here" {
+			t.Fatalf("a live session broke on SetLimits: %q, %v", m, err)
+		}
+	}
+	b.srv.SetLimits(bridge.Limits{PerIPSessions: 3, PerIPRate: -1})
+	if st, _ := statusOf(t, b.url, "/"); st != 101 {
+		t.Fatalf("after lifting the cap: %d", st)
+	}
+}

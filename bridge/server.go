@@ -209,13 +209,6 @@ func (o *Options) withDefaults() Options {
 	setDefault(&c.MessageLimit, defaultMessageLimit)
 	setDefault(&c.ReadSize, defaultReadSize)
 	c.ReadSize = max(c.ReadSize, minReadSize)
-	ceiling := SessionCeiling()
-	if c.MaxSessions <= 0 || c.MaxSessions > ceiling {
-		c.MaxSessions = ceiling
-	}
-	setDefault(&c.PerIPSessions, defaultPerIPSessions)
-	setDefault(&c.PerIPRate, defaultPerIPRate)
-	setDefault(&c.PerIPBurst, defaultPerIPBurst)
 	setDefault(&c.FailedLookups, defaultFailedLookups)
 	setDefault(&c.FailedLookupWindow, defaultFailWindow)
 	setDefault(&c.FailedLookupBan, defaultFailBan)
@@ -239,15 +232,16 @@ type Server struct {
 	failures *ratelimit.FailureBudget // nil when off
 	hosts    []hostPattern
 	origins  []originPattern
-	clients  *ratelimit.Clients // nil when off
-	slots    ratelimit.Counter  // per target and per token
+	limits   atomic.Pointer[Limits]
+	clients  atomic.Pointer[ratelimit.Clients] // nil when off
+	slots    ratelimit.Counter                 // per target and per token
 	inflight atomic.Int64       // sessions live or in their handshake
 	totalBW  [2]atomic.Pointer[ratelimit.Bandwidth] // in, out
 
 	mu       sync.Mutex
 	draining bool
 	sessions map[*session]struct{}
-	targetBW map[string][2]*ratelimit.Bandwidth
+	targetBW map[string]*targetBW
 	wg       sync.WaitGroup // one per tracked session
 	servers  []*http.Server
 
@@ -260,7 +254,7 @@ func New(r targets.Resolver, opts *Options) *Server {
 		resolver: r,
 		opts:     opts.withDefaults(),
 		sessions: make(map[*session]struct{}),
-		targetBW: make(map[string][2]*ratelimit.Bandwidth),
+		targetBW: make(map[string]*targetBW),
 	}
 	s.log = s.opts.Logger
 	// cmd validates these with ParseHostPattern and ParseOriginPattern; a
@@ -280,9 +274,12 @@ func New(r targets.Resolver, opts *Options) *Server {
 			s.log.Error("ignoring an origin entry", "err", err)
 		}
 	}
-	s.clients = ratelimit.NewClients(s.opts.PerIPSessions, s.opts.PerIPRate, s.opts.PerIPBurst)
-	s.totalBW[0].Store(ratelimit.NewBandwidth(s.opts.TotalBandwidthIn))
-	s.totalBW[1].Store(ratelimit.NewBandwidth(s.opts.TotalBandwidthOut))
+	l := s.opts.limits()
+	l.withDefaults()
+	s.limits.Store(&l)
+	s.clients.Store(ratelimit.NewClients(l.PerIPSessions, l.PerIPRate, l.PerIPBurst))
+	s.totalBW[0].Store(ratelimit.NewBandwidth(l.TotalBandwidthIn))
+	s.totalBW[1].Store(ratelimit.NewBandwidth(l.TotalBandwidthOut))
 	s.failures = ratelimit.NewFailureBudget(s.opts.FailedLookups, s.opts.FailedLookupWindow, s.opts.FailedLookupBan)
 	size := s.opts.ReadSize
 	s.bufs.New = func() any {
@@ -562,8 +559,9 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, cc *clientConn, tk
 
 	sess := &session{srv: s, mode: mode, tc: tc, log: log, ping: set.PingInterval, stop: make(chan struct{}), ended: make(chan struct{}), outEnded: make(chan struct{})}
 	tin, tout := s.targetBandwidth(t)
-	sess.in = newDirection(s.opts.ReadSize, ratelimit.NewBandwidth(s.opts.SessionBandwidthIn), tin, s.totalBW[0].Load())
-	sess.out = newDirection(s.opts.ReadSize, ratelimit.NewBandwidth(s.opts.SessionBandwidthOut), tout, s.totalBW[1].Load())
+	lim := s.limits.Load()
+	sess.in = newDirection(s.opts.ReadSize, ratelimit.NewBandwidth(lim.SessionBandwidthIn), tin, s.totalBW[0].Load())
+	sess.out = newDirection(s.opts.ReadSize, ratelimit.NewBandwidth(lim.SessionBandwidthOut), tout, s.totalBW[1].Load())
 	if !s.track(sess) {
 		closeConn(tc)
 		return nil, refuse(http.StatusServiceUnavailable, "server is shutting down")

@@ -53,7 +53,8 @@ func TestDefaults(t *testing.T) {
 		b.PongTimeout != 15*time.Second || b.WriteTimeout != 30*time.Second || b.MessageLimit != 64<<10 ||
 		b.MaxHeaderBytes != 16<<10 || b.HeaderTimeout != 10*time.Second || st.drain != 10*time.Second ||
 		b.IdleTimeout != 0 || b.MaxLifetime != 0 || !b.RefuseNoOrigin || len(b.Origins) != 0 ||
-		strings.Join(b.Hosts, " ") != "localhost 127.0.0.1 [::1]" || st.tls != nil || st.auth != nil {
+		strings.Join(b.Hosts, " ") != "localhost 127.0.0.1 [::1]" || st.tls != nil || st.auth != nil ||
+		b.MaxSessions != 0 || b.PerIPSessions != 16 || b.PerIPRate != 10 || b.PerIPBurst != 20 {
 		t.Errorf("defaults differ from DESIGN.md section 5: %+v", st)
 	}
 	if len(st.routes) != 1 || st.routes[0].Target.Address != "127.0.0.1:5900" {
@@ -123,6 +124,10 @@ func TestConfigDiagnostics(t *testing.T) {
 		{"target tls both ways", "target \"a\" {\n  address = \"h:1\"\n  tls {\n    ca_file = \"/ca.pem\"\n    insecure_skip_verify = true\n  }\n}\n",
 			[]string{`bridge.hcl:5:28: Invalid target.a.tls.insecure_skip_verify`}},
 		{"missing cert file", "tls {\n  cert = \"/nonexistent/c.pem\"\n}\ntarget \"a\" {\n  address = \"h:1\"\n}\n", []string{`tls: `, `/nonexistent/c.pem`}},
+		{"bad limits", "limits {\n  per_ip_sessions = -1\n  per_ip_rate = 5\n  per_ip_burst = 0\n  total_bandwidth_in = \"fast\"\n}\ntarget \"a\" {\n  address = \"h:1\"\n}\n",
+			[]string{`bridge.hcl:2:21: Invalid limits.per_ip_sessions`, `bridge.hcl:4:18: Invalid limits.per_ip_burst`, `bridge.hcl:5:24: Invalid limits.total_bandwidth_in`}},
+		{"bad target limits", "target \"a\" {\n  address = \"h:1\"\n  max_sessions = -2\n  bandwidth_out = \"1 lot\"\n}\n",
+			[]string{`bridge.hcl:3:18: Invalid target "a" max_sessions`, `bridge.hcl:4:19: Invalid target.a.bandwidth_out`}},
 		{"env unset", "web = env(\"WSBRIDGE_TEST_UNSET\")\n", []string{"bridge.hcl:1:7: Error in function call", "WSBRIDGE_TEST_UNSET is not set"}},
 		{"every problem at once", "bogus = 1\nlisten = \"x\"\nsession {\n  linger = \"forever\"\n}\n",
 			[]string{"bridge.hcl:1:1: Unsupported argument", "bridge.hcl:2:10: Invalid listen", "bridge.hcl:4:12: Invalid session.linger", "No target"}},
