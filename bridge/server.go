@@ -233,9 +233,9 @@ type Server struct {
 	hosts    []hostPattern
 	origins  []originPattern
 	limits   atomic.Pointer[Limits]
-	clients  atomic.Pointer[ratelimit.Clients] // nil when off
-	slots    ratelimit.Counter                 // per target and per token
-	inflight atomic.Int64       // sessions live or in their handshake
+	clients  atomic.Pointer[ratelimit.Clients]      // nil when off
+	slots    ratelimit.Counter                      // per target and per token
+	inflight atomic.Int64                           // sessions live or in their handshake
 	totalBW  [2]atomic.Pointer[ratelimit.Bandwidth] // in, out
 
 	mu       sync.Mutex
