@@ -87,8 +87,10 @@ func TestClientsOff(t *testing.T) {
 
 func TestCounter(t *testing.T) {
 	var c ratelimit.Counter
-	if !c.Acquire("t", 2) || !c.Acquire("t", 2) || c.Acquire("t", 2) {
-		t.Fatal("cap of 2 not kept")
+	for i, want := range []bool{true, true, false} {
+		if got := c.Acquire("t", 2); got != want {
+			t.Fatalf("Acquire %d under a cap of 2 = %v", i+1, got)
+		}
 	}
 	if !c.Acquire("u", 0) {
 		t.Fatal("no cap refused")
