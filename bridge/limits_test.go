@@ -104,6 +104,23 @@ func pattern(p []byte, off int64) {
 	}
 }
 
+// readPattern reads one message from c, checks it is the pattern at *off,
+// advances *off and returns the message's length.
+func readPattern(t testing.TB, c *websocket.Conn, off *int64) int {
+	t.Helper()
+	_, m, err := c.Read(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, len(m))
+	pattern(want, *off)
+	if !bytes.Equal(m, want) {
+		t.Fatalf("bytes at %d differ", *off)
+	}
+	*off += int64(len(m))
+	return len(m)
+}
+
 // streamTarget writes the pattern to c until it fails, and counts in got
 // what comes in.
 func streamTarget(c net.Conn, got *atomic.Int64) {
@@ -156,17 +173,7 @@ func TestSessionBandwidth(t *testing.T) {
 	down := 0
 	off := int64(0)
 	for down < size {
-		_, m, err := c.Read(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := make([]byte, len(m))
-		pattern(want, off)
-		if !bytes.Equal(m, want) {
-			t.Fatalf("bytes at %d differ", off)
-		}
-		off += int64(len(m))
-		down += len(m)
+		down += readPattern(t, c, &off)
 	}
 	downTook := time.Since(start)
 	c.CloseNow()
@@ -209,7 +216,6 @@ func TestSlowClientBoundedMemory(t *testing.T) {
 	b := startBridge(t, static(addr), nil, nil)
 	base := heapBytes()
 	c := dial(t, b.url)
-	ctx := t.Context()
 	// Read 2 MB/s for 20 s, checking every byte.
 	const perTick, ticks = 200_000, 200
 	off := int64(0)
@@ -219,17 +225,7 @@ func TestSlowClientBoundedMemory(t *testing.T) {
 	for i := range ticks {
 		<-tick.C
 		for read := 0; read < perTick; {
-			_, m, err := c.Read(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := make([]byte, len(m))
-			pattern(want, off)
-			if !bytes.Equal(m, want) {
-				t.Fatalf("bytes at %d differ", off)
-			}
-			off += int64(len(m))
-			read += len(m)
+			read += readPattern(t, c, &off)
 		}
 		if i%20 == 0 {
 			peak = max(peak, heapBytes())
@@ -450,20 +446,10 @@ func TestSetLimitsOnLiveSessions(t *testing.T) {
 	addr := target(t, func(c net.Conn) { streamTarget(c, &unused) })
 	b := startBridge(t, static(addr), nil, &bridge.Options{TotalBandwidthOut: 100_000, Linger: 200 * time.Millisecond})
 	c := dial(t, b.url)
-	ctx := t.Context()
 	off := int64(0)
 	read := func(until time.Time) {
 		for time.Now().Before(until) {
-			_, m, err := c.Read(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := make([]byte, len(m))
-			pattern(want, off)
-			if !bytes.Equal(m, want) {
-				t.Fatalf("bytes at %d differ", off)
-			}
-			off += int64(len(m))
+			readPattern(t, c, &off)
 		}
 	}
 	read(time.Now().Add(time.Second))
