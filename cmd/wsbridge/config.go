@@ -301,7 +301,29 @@ func parseConfig(src []byte, filename string) (*Config, *source, hcl.Diagnostics
 	cfg := defaultConfig()
 	diags = append(diags, gohcl.DecodeBody(f.Body, evalContext(), cfg)...)
 	diags = append(diags, s.duplicateBlocks()...)
+	blockDefaults(cfg)
 	return cfg, s, diags
+}
+
+// blockDefaults fills the defaults of optional blocks that the file has,
+// so that `wsbridge check` shows the values in effect.
+func blockDefaults(cfg *Config) {
+	if t := cfg.TLS; t != nil {
+		setEmpty(&t.MinVersion, "1.2")
+		setEmpty(&t.ReloadInterval, "10s")
+	}
+	if a := cfg.Auth; a != nil {
+		setEmpty(&a.Realm, "wsbridge")
+		if a.Allow == nil {
+			a.Allow = []string{}
+		}
+	}
+}
+
+func setEmpty(p *string, v string) {
+	if *p == "" {
+		*p = v
+	}
 }
 
 // evalContext offers env("NAME") and env("NAME", "default") in expressions.
