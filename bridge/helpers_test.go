@@ -3,7 +3,6 @@ package bridge_test
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/internal/testenv"
 	"github.com/wsbridge/wsbridge/targets"
 )
 
@@ -58,41 +58,10 @@ func target(t testing.TB, handle func(c net.Conn)) string {
 // targetOn is target on any network and address.
 func targetOn(t testing.TB, network, addr string, handle func(c net.Conn)) string {
 	t.Helper()
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Go(func() {
-				defer c.Close()
-				handle(c)
-			})
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
+	return testenv.Listen(t, network, addr, handle)
 }
 
-func echo(c net.Conn) { io.Copy(c, c) }
+func echo(c net.Conn) { testenv.Echo(c) }
 
 func setDefault[T comparable](p *T, v T) {
 	var zero T

@@ -17,6 +17,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/internal/testenv"
 	"github.com/wsbridge/wsbridge/internal/testpki"
 	"github.com/wsbridge/wsbridge/internal/tlsfiles"
 	"github.com/wsbridge/wsbridge/targets"
@@ -332,18 +333,7 @@ func TestTargetTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() { defer c.Close(); io.Copy(c, c) })
-		}
-	})
-	addr := ln.Addr().String()
+	addr := testenv.Serve(t, ln, echo)
 
 	trusted := &tls.Config{RootCAs: ca.Pool()}
 	for _, tt := range []struct {

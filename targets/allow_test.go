@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsbridge/wsbridge/internal/testenv"
 	"github.com/wsbridge/wsbridge/targets"
 )
 
@@ -55,23 +56,10 @@ func TestAllowlist(t *testing.T) {
 }
 
 func TestDialChecksResolvedAddress(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	accepted := make(chan struct{}, 10)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- struct{}{}
-			c.Close()
-		}
-	}()
-	port := ln.Addr().(*net.TCPAddr).Port
+	addr := testenv.Listen(t, "tcp", "127.0.0.1:0", func(net.Conn) { accepted <- struct{}{} })
+	_, portStr, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portStr)
 	allowOther, _ := targets.ParseAllowlist([]string{"10.0.0.0/8"})
 	allowHere, _ := targets.ParseAllowlist([]string{"127.0.0.0/8:" + strconv.Itoa(port)})
 	// "localhost" resolves to 127.0.0.1 (and maybe ::1): the check sees
@@ -86,7 +74,7 @@ func TestDialChecksResolvedAddress(t *testing.T) {
 	if !errors.Is(targets.ErrNotAllowed, targets.ErrNotFound) {
 		t.Error("ErrNotAllowed must answer like an unknown token")
 	}
-	tgt.Address = ln.Addr().String()
+	tgt.Address = addr
 	tgt.Allow = allowHere
 	c, err := tgt.Dial(t.Context(), 2*time.Second)
 	if err != nil {
@@ -159,21 +147,7 @@ func TestUnixContainment(t *testing.T) {
 // listenUnix listens on a Unix socket at path for the test's life.
 func listenUnix(t *testing.T, path string) string {
 	t.Helper()
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return path
+	return testenv.Listen(t, "unix", path, func(net.Conn) {})
 }
 
 func TestCheckToken(t *testing.T) {

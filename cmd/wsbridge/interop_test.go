@@ -52,35 +52,16 @@ func wsbridgeBinary(t testing.TB) string {
 // "CLOSE" makes it answer "bye" and close.
 func interopTarget(t testing.TB, network, addr string) string {
 	t.Helper()
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				b := make([]byte, 5)
-				n, err := io.ReadFull(c, b)
-				if err == nil && string(b) == "CLOSE" {
-					c.Write([]byte("bye"))
-					return
-				}
-				c.Write(b[:n])
-				io.Copy(c, c)
-			})
+	return testenv.Listen(t, network, addr, func(c net.Conn) {
+		b := make([]byte, 5)
+		n, err := io.ReadFull(c, b)
+		if err == nil && string(b) == "CLOSE" {
+			c.Write([]byte("bye"))
+			return
 		}
+		c.Write(b[:n])
+		io.Copy(c, c)
 	})
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	return ln.Addr().String()
 }
 
 // freePort returns a loopback port that was free a moment ago.

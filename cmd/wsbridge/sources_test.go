@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -67,33 +65,11 @@ func statusOf(t *testing.T, url string) int {
 func countingTarget(t *testing.T) (addr string, n *atomic.Int32) {
 	t.Helper()
 	n = new(atomic.Int32)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			n.Add(1)
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				b := make([]byte, 4096)
-				for {
-					k, err := r.Read(b)
-					if err != nil {
-						return
-					}
-					c.Write(b[:k])
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String(), n
+	addr = testenv.Listen(t, "tcp", "127.0.0.1:0", func(c net.Conn) {
+		n.Add(1)
+		testenv.Echo(c)
+	})
+	return addr, n
 }
 
 // TestRedisFleet runs two wsbridge instances on one Redis, as a fleet
@@ -265,21 +241,7 @@ func TestSourceChainFromConfig(t *testing.T) {
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	ln.Close()
-	usock := filepath.Join(socks, "vm1")
-	uln, err := net.Listen("unix", usock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer uln.Close()
-	go func() {
-		for {
-			c, err := uln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
+	testenv.Listen(t, "unix", filepath.Join(socks, "vm1"), testenv.Echo)
 	cfg := writeConfig(t, `
 listen = "127.0.0.1:0"
 http {
