@@ -19,9 +19,8 @@ type Clients struct {
 	every rate.Limit // handshakes per second; rate.Inf is no limit
 	burst int
 
-	mu        sync.Mutex
-	clients   map[netip.Prefix]*client
-	lastSweep time.Time
+	mu      sync.Mutex
+	clients table[client]
 }
 
 type client struct {
@@ -41,7 +40,11 @@ func NewClients(maxSessions int, perSecond float64, burst int) *Clients {
 	if maxSessions <= 0 && every == rate.Inf {
 		return nil
 	}
-	return &Clients{max: maxSessions, every: every, burst: burst, clients: make(map[netip.Prefix]*client)}
+	c := &Clients{max: maxSessions, every: every, burst: burst}
+	c.clients = newTable(time.Second, func(cl *client, now time.Time) bool {
+		return cl.sessions == 0 && (cl.lim == nil || cl.lim.TokensAt(now) >= float64(c.burst))
+	})
+	return c
 }
 
 // Refusal says why Admit refused.
@@ -64,19 +67,16 @@ func (c *Clients) Admit(a netip.Addr, now time.Time) (Refusal, time.Duration) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.sweep(now)
-	k := key(a)
-	cl, ok := c.clients[k]
-	if !ok {
-		if len(c.clients) >= maxClients {
-			// A flood of addresses: the global session cap still holds.
-			return Admitted, 0
-		}
-		cl = &client{}
+	cl := c.clients.entry(a, now, func() *client {
+		cl := &client{}
 		if c.every != rate.Inf {
 			cl.lim = rate.NewLimiter(c.every, c.burst)
 		}
-		c.clients[k] = cl
+		return cl
+	})
+	if cl == nil {
+		// A flood of addresses: the global session cap still holds.
+		return Admitted, 0
 	}
 	if c.max > 0 && cl.sessions >= c.max {
 		return TooMany, 0
@@ -99,7 +99,7 @@ func (c *Clients) Release(a netip.Addr) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cl, ok := c.clients[key(a)]; ok && cl.sessions > 0 {
+	if cl := c.clients.get(a); cl != nil && cl.sessions > 0 {
 		cl.sessions--
 	}
 }
@@ -111,21 +111,7 @@ func (c *Clients) Len() int {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.clients)
-}
-
-// sweep forgets addresses without sessions whose bucket is full again, at
-// most once a second unless the map is full. Callers hold c.mu.
-func (c *Clients) sweep(now time.Time) {
-	if now.Sub(c.lastSweep) < time.Second && len(c.clients) < maxClients {
-		return
-	}
-	c.lastSweep = now
-	for k, cl := range c.clients {
-		if cl.sessions == 0 && (cl.lim == nil || cl.lim.TokensAt(now) >= float64(c.burst)) {
-			delete(c.clients, k)
-		}
-	}
+	return len(c.clients.m)
 }
 
 // Counter counts live sessions per key (a target, a token hash) against a

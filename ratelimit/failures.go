@@ -18,9 +18,8 @@ type FailureBudget struct {
 	every rate.Limit
 	ban   time.Duration
 
-	mu        sync.Mutex
-	clients   map[netip.Prefix]*failures
-	lastSweep time.Time
+	mu      sync.Mutex
+	clients table[failures]
 }
 
 type failures struct {
@@ -28,32 +27,19 @@ type failures struct {
 	until time.Time // banned before this time
 }
 
-// maxClients bounds the state: past it, new clients are not tracked until
-// a sweep frees room, so a flood of addresses costs no memory.
-const maxClients = 100_000
-
 // NewFailureBudget returns a budget of max failures per window and a ban
 // of ban. max <= 0 returns nil, which never bans.
 func NewFailureBudget(max int, window, ban time.Duration) *FailureBudget {
 	if max <= 0 || window <= 0 {
 		return nil
 	}
-	return &FailureBudget{
-		max:     max,
-		every:   rate.Every(window / time.Duration(max)),
-		ban:     ban,
-		clients: make(map[netip.Prefix]*failures),
-	}
-}
-
-func key(a netip.Addr) netip.Prefix {
-	a = a.Unmap()
-	bits := 32
-	if a.Is6() {
-		bits = 64
-	}
-	p, _ := a.Prefix(bits)
-	return p
+	b := &FailureBudget{max: max, every: rate.Every(window / time.Duration(max)), ban: ban}
+	// A client that is not banned and whose budget is full again is the
+	// same as a new one; look at most once per refill of one failure.
+	b.clients = newTable(window/time.Duration(max), func(f *failures, now time.Time) bool {
+		return !now.Before(f.until) && f.lim.TokensAt(now) >= float64(b.max)
+	})
+	return b
 }
 
 // Banned reports whether a is refused at now, and for how much longer.
@@ -63,8 +49,8 @@ func (b *FailureBudget) Banned(a netip.Addr, now time.Time) (time.Duration, bool
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	f, ok := b.clients[key(a)]
-	if !ok || !now.Before(f.until) {
+	f := b.clients.get(a)
+	if f == nil || !now.Before(f.until) {
 		return 0, false
 	}
 	return f.until.Sub(now), true
@@ -78,17 +64,8 @@ func (b *FailureBudget) Fail(a netip.Addr, now time.Time) bool {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.sweep(now)
-	k := key(a)
-	f, ok := b.clients[k]
-	if !ok {
-		if len(b.clients) >= maxClients {
-			return false
-		}
-		f = &failures{lim: rate.NewLimiter(b.every, b.max)}
-		b.clients[k] = f
-	}
-	if now.Before(f.until) {
+	f := b.clients.entry(a, now, func() *failures { return &failures{lim: rate.NewLimiter(b.every, b.max)} })
+	if f == nil || now.Before(f.until) {
 		return false
 	}
 	f.lim.AllowN(now, 1)
@@ -106,19 +83,5 @@ func (b *FailureBudget) Len() int {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return len(b.clients)
-}
-
-// sweep drops clients that are not banned and whose budget is full again,
-// at most once per refill of one failure. Callers hold b.mu.
-func (b *FailureBudget) sweep(now time.Time) {
-	if now.Sub(b.lastSweep) < time.Duration(float64(time.Second)/float64(b.every)) && len(b.clients) < maxClients {
-		return
-	}
-	b.lastSweep = now
-	for k, f := range b.clients {
-		if !now.Before(f.until) && f.lim.TokensAt(now) >= float64(b.max) {
-			delete(b.clients, k)
-		}
-	}
+	return len(b.clients.m)
 }
