@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"math"
 	"net/http"
 	"net/netip"
 	"time"
@@ -45,11 +44,6 @@ func (s *Server) release(tk *ticket) {
 	}
 }
 
-// retryAfter rounds a wait up to whole seconds for Retry-After.
-func retryAfter(d time.Duration) time.Duration {
-	return time.Duration(math.Ceil(d.Seconds())) * time.Second
-}
-
 // admit applies the global and per-address limits, before any other work.
 func (s *Server) admit(tk *ticket, now time.Time) *refusal {
 	if s.inflight.Add(1) > int64(s.limits.Load().MaxSessions) {
@@ -65,7 +59,7 @@ func (s *Server) admit(tk *ticket, now time.Time) *refusal {
 		return refuse(http.StatusTooManyRequests, "too many sessions from this address")
 	case ratelimit.TooFast:
 		rf := refuse(http.StatusTooManyRequests, "too many handshakes from this address")
-		rf.retryAfter = retryAfter(wait)
+		rf.retryAfter = wait
 		return rf
 	}
 	tk.clients = clients
@@ -209,6 +203,9 @@ func (l *Limits) withDefaults() {
 	setDefault(&l.PerIPRate, defaultPerIPRate)
 	setDefault(&l.PerIPBurst, defaultPerIPBurst)
 }
+
+// Limits returns the limits in effect, defaults filled in.
+func (s *Server) Limits() Limits { return *s.limits.Load() }
 
 // SetLimits changes the limits of a running Server, as a configuration
 // reload does. New handshakes see the new caps; sessions already admitted

@@ -391,7 +391,8 @@ func (s *Server) answer(w http.ResponseWriter, log *slog.Logger, rf *refusal) {
 	log.Warn("refused", "status", rf.status, "reason", rf.reason)
 	h := w.Header()
 	if rf.retryAfter > 0 {
-		h.Set("Retry-After", strconv.Itoa(int(rf.retryAfter.Round(time.Second)/time.Second)))
+		// Rounded up: a client that waits less would be refused again.
+		h.Set("Retry-After", strconv.Itoa(int((rf.retryAfter+time.Second-1)/time.Second)))
 	}
 	for i := 0; i+1 < len(rf.headers); i += 2 {
 		h.Add(rf.headers[i], rf.headers[i+1])

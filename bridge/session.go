@@ -44,6 +44,9 @@ type ending struct {
 	// send is set when wsbridge still has to send the close frame; it is
 	// clear when the client closed first or the library already answered.
 	send bool
+	// unresponsive says the client has stopped answering: it gets its
+	// close frame but is not waited for.
+	unresponsive bool
 }
 
 // session is one bridged client. Its owner goroutine (ServeHTTP's) runs two
@@ -102,15 +105,16 @@ func (s *session) endOutWaits() { s.outOnce.Do(func() { close(s.outEnded) }) }
 // linger ran out.
 var errEnded = errors.New("session ended while waiting for bandwidth")
 
-// throttle waits until d allows n more bytes. t is the pump's timer, made
-// on first use.
-func (s *session) throttle(d *direction, n int, t **time.Timer, stop <-chan struct{}) error {
+// throttle waits until d allows n more bytes, from now, and returns the
+// time it is when done (now itself when there was nothing to wait for). t
+// is the pump's timer, made on first use.
+func (s *session) throttle(d *direction, n int, now time.Time, t **time.Timer, stop <-chan struct{}) (time.Time, error) {
 	if len(d.lims) == 0 {
-		return nil
+		return now, nil
 	}
-	w := d.wait(n, time.Now())
+	w := d.wait(n, now)
 	if w <= 0 {
-		return nil
+		return now, nil
 	}
 	if *t == nil {
 		*t = time.NewTimer(w)
@@ -119,9 +123,9 @@ func (s *session) throttle(d *direction, n int, t **time.Timer, stop <-chan stru
 	}
 	select {
 	case <-(*t).C:
-		return nil
+		return time.Now(), nil
 	case <-stop:
-		return errEnded
+		return now, errEnded
 	}
 }
 
@@ -193,7 +197,7 @@ func (s *session) run() ending {
 			case pinger.excused():
 				s.log.Debug("pong late while the target was slow; not held against the client")
 			default:
-				end = ending{code: websocket.StatusGoingAway, reason: reasonPong, by: "client", send: true}
+				end = ending{code: websocket.StatusGoingAway, reason: reasonPong, by: "client", send: true, unresponsive: true}
 			}
 			if end.code == 0 {
 				ping.Reset(s.ping)
@@ -216,9 +220,8 @@ func (s *session) run() ending {
 // finish closes both sides in the order the session doc describes.
 func (s *session) finish(end ending, upDone, downDone bool, up, down <-chan error) {
 	linger := s.srv.opts.Linger
-	if end.reason == reasonPong {
-		// The client has not answered for a pong timeout: it gets its
-		// close frame, but is not waited for.
+	if end.unresponsive {
+		// Time for the close frame to leave, not for an answer.
 		linger = min(linger, 100*time.Millisecond)
 	}
 	deadline := time.Now().Add(linger)
@@ -404,19 +407,20 @@ func (s *session) copyBase64(r io.Reader, buf []byte, dec *b64Decoder) error {
 // bandwidth allows, and counts the time it blocks, which the ping deadline
 // forgives: pongs are not read while the client reader waits.
 func (s *session) writeTarget(p []byte) error {
-	now := time.Now()
-	s.waitStart.Store(now.UnixNano())
-	if err := s.throttle(&s.in, len(p), &s.inTimer, s.ended); err != nil {
+	start := time.Now()
+	s.waitStart.Store(start.UnixNano())
+	now, err := s.throttle(&s.in, len(p), start, &s.inTimer, s.ended)
+	if err != nil {
 		s.waitStart.Store(0)
 		return err
 	}
 	if wt := s.srv.opts.WriteTimeout; wt > 0 {
-		s.tc.SetWriteDeadline(time.Now().Add(wt))
+		s.tc.SetWriteDeadline(now.Add(wt))
 	}
 	n, err := s.tc.Write(p)
 	end := time.Now().UnixNano()
 	s.waitStart.Store(0)
-	s.targetWait.Add(end - now.UnixNano())
+	s.targetWait.Add(end - start.UnixNano())
 	s.lastActive.Store(end)
 	s.bytesIn.Add(int64(n))
 	if err != nil {
@@ -448,10 +452,10 @@ func (s *session) targetToClient() error {
 	for {
 		n, err := s.tc.Read(src)
 		if n > 0 && !failed {
-			if terr := s.throttle(&s.out, n, &timer, s.outEnded); terr != nil {
+			now, terr := s.throttle(&s.out, n, time.Now(), &timer, s.outEnded)
+			if terr != nil {
 				return terr
 			}
-			now := time.Now()
 			s.lastActive.Store(now.UnixNano())
 			p := src[:n]
 			if enc != nil {

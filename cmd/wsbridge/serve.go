@@ -78,13 +78,9 @@ func serve(ctx context.Context, cfg *Config, src *source, proc *procOptions, std
 			scheme = "ws+wss"
 		}
 	}
-	ceiling := bridge.SessionCeiling()
-	if st.bridge.MaxSessions > ceiling {
-		logger.Warn("limits.max_sessions is above what the open-files limit allows; using the ceiling", "max_sessions", st.bridge.MaxSessions, "ceiling", ceiling)
-	}
-	maxSessions := ceiling
-	if m := st.bridge.MaxSessions; m > 0 && m < ceiling {
-		maxSessions = m
+	maxSessions := srv.Limits().MaxSessions
+	if st.bridge.MaxSessions > maxSessions {
+		logger.Warn("limits.max_sessions is above what the open-files limit allows; using the ceiling", "max_sessions", st.bridge.MaxSessions, "ceiling", maxSessions)
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "scheme", scheme, "version", buildVersion(), "web", st.web, "max_sessions", maxSessions)
 

@@ -329,7 +329,7 @@ func (v *validator) validateLimits(l *LimitsConfig, b *bridge.Options) {
 		v.errorf(v.src.at("limits", "per_ip_burst"), "limits.per_ip_burst", "must be 1 or more with a per_ip_rate")
 	}
 	b.MaxSessions = l.MaxSessions
-	b.PerIPSessions = offIfZeroInt(l.PerIPSessions)
+	b.PerIPSessions = offIfZero(l.PerIPSessions)
 	b.PerIPRate, b.PerIPBurst = l.PerIPRate, l.PerIPBurst
 	if l.PerIPRate == 0 {
 		b.PerIPRate = -1
@@ -350,23 +350,16 @@ func (v *validator) bandwidth(s string, path ...string) int64 {
 	return v.size(s, 0, 1<<40, path...)
 }
 
-func offIfZeroInt(n int) int {
-	if n == 0 {
-		return -1
-	}
-	return n
-}
-
 func validPort(s string) bool {
 	n, err := strconv.ParseUint(s, 10, 16)
 	return err == nil && n > 0
 }
 
-// offIfZero maps a configured "0s" (off) to the negative value with which
-// bridge.Options says "disabled", since zero there means the default.
-func offIfZero(d time.Duration) time.Duration {
-	if d == 0 {
+// offIfZero maps a configured 0 or "0s" (off) to the negative value with
+// which bridge.Options says "disabled", since zero there means the default.
+func offIfZero[T int | time.Duration](v T) T {
+	if v == 0 {
 		return -1
 	}
-	return d
+	return v
 }
