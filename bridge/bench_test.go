@@ -27,16 +27,7 @@ func BenchmarkShuttle(b *testing.B) {
 
 func benchClientToTarget(b *testing.B, proto string) {
 	var got atomic.Int64
-	addr := target(b, func(c net.Conn) {
-		buf := make([]byte, 256<<10)
-		for {
-			n, err := c.Read(buf)
-			got.Add(int64(n))
-			if err != nil {
-				return
-			}
-		}
-	})
+	addr := target(b, func(c net.Conn) { countReads(c, &got) })
 	br := startBridge(b, static(addr), nil, nil)
 	c := dial(b, br.url, proto)
 	ctx := context.Background()

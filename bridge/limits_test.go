@@ -121,19 +121,22 @@ func readPattern(t testing.TB, c *websocket.Conn, off *int64) int {
 	return len(m)
 }
 
+// countReads reads c until it fails, adding what it read to got.
+func countReads(c net.Conn, got *atomic.Int64) {
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := c.Read(buf)
+		got.Add(int64(n))
+		if err != nil {
+			return
+		}
+	}
+}
+
 // streamTarget writes the pattern to c until it fails, and counts in got
 // what comes in.
 func streamTarget(c net.Conn, got *atomic.Int64) {
-	go func() {
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := c.Read(buf)
-			got.Add(int64(n))
-			if err != nil {
-				return
-			}
-		}
-	}()
+	go countReads(c, got)
 	buf := make([]byte, 32<<10)
 	for off := int64(0); ; off += int64(len(buf)) {
 		pattern(buf, off)
@@ -403,16 +406,7 @@ func TestHandshakeFlood(t *testing.T) {
 // must not be closed for it.
 func TestWaitingOnBandwidthIsNotAPongTimeout(t *testing.T) {
 	var got atomic.Int64
-	sink := target(t, func(c net.Conn) {
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := c.Read(buf)
-			got.Add(int64(n))
-			if err != nil {
-				return
-			}
-		}
-	})
+	sink := target(t, func(c net.Conn) { countReads(c, &got) })
 	b := startBridge(t, static(sink), nil, &bridge.Options{
 		SessionBandwidthIn: 100_000, PingInterval: 200 * time.Millisecond, PongTimeout: 300 * time.Millisecond,
 	})
