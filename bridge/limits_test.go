@@ -2,6 +2,7 @@ package bridge_test
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"os"
@@ -242,6 +243,58 @@ func TestSlowClientBoundedMemory(t *testing.T) {
 	}
 	if sent.Load() > off+32<<20 {
 		t.Errorf("the target got %d bytes ahead of the client: backpressure is not holding", sent.Load()-off)
+	}
+}
+
+// TestSlowTargetBoundedMemory is the other direction: a target that reads
+// 1 MB/s holds back a client that writes as fast as it can.
+func TestSlowTargetBoundedMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes for 6 s")
+	}
+	var got atomic.Int64
+	addr := target(t, func(c net.Conn) {
+		buf := make([]byte, 100_000)
+		for {
+			n, err := c.Read(buf)
+			got.Add(int64(n))
+			if err != nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	b := startBridge(t, static(addr), nil, &bridge.Options{Linger: 100 * time.Millisecond})
+	base := heapBytes()
+	c := dial(t, b.url)
+	var sent atomic.Int64
+	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Second)
+	defer cancel()
+	msg := make([]byte, 64<<10)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for c.Write(ctx, websocket.MessageBinary, msg) == nil {
+			sent.Add(int64(len(msg)))
+		}
+	}()
+	var peak uint64
+	for ctx.Err() == nil {
+		time.Sleep(time.Second)
+		peak = max(peak, heapBytes())
+	}
+	<-done
+	grew := int64(peak) - int64(base)
+	ahead := sent.Load() - got.Load()
+	t.Logf("the client wrote %d MB in 6 s, the target read %d MB; %d KiB in flight; heap grew %d KiB at most",
+		sent.Load()/1e6, got.Load()/1e6, ahead>>10, grew>>10)
+	// What is in flight sits in the kernel's socket buffers and one
+	// message in the bridge, not in a queue.
+	if ahead > 32<<20 {
+		t.Errorf("the client got %d MiB ahead of the target: backpressure is not holding", ahead>>20)
+	}
+	if grew > 16<<20 {
+		t.Errorf("the heap grew by %d MiB while the target read slowly", grew>>20)
 	}
 }
 

@@ -90,3 +90,77 @@ func TestWebsockifyBasicAuth(t *testing.T) {
 		t.Errorf("the password reached the log:\n%s", d.log())
 	}
 }
+
+// TestWebsockifyClientCertificates runs the binary with websockify's
+// --verify-client --cafile and ClientCertCNAuth: only a certificate from
+// the CA with a listed CN gets through, and plain HTTP on the shared port
+// is refused.
+func TestWebsockifyClientCertificates(t *testing.T) {
+	dir := t.TempDir()
+	serverCA, clientCA := testpki.NewCA(t, "server CA"), testpki.NewCA(t, "client CA")
+	cert, key := serverCA.Server(t, "bridge", "127.0.0.1").Write(t, dir, "bridge")
+	caFile := dir + "/clients.pem"
+	testpki.WriteFile(t, caFile, clientCA.PEM)
+	target := interopTarget(t, "tcp", "127.0.0.1:0")
+	d := startDaemon(t, "--cert", cert, "--key", key, "--verify-client", "--cafile", caFile,
+		"--auth-plugin", "ClientCertCNAuth", "--auth-source", "ops admin", "127.0.0.1:0", target)
+	status := func(certs ...tls.Certificate) int {
+		t.Helper()
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: serverCA.Pool(), Certificates: certs}}}
+		c, resp, err := websocket.Dial(t.Context(), "wss://"+d.addr, &websocket.DialOptions{HTTPClient: hc})
+		switch {
+		case err == nil:
+			c.CloseNow()
+			return 101
+		case resp != nil:
+			return resp.StatusCode
+		}
+		return 0 // the TLS handshake failed
+	}
+	for _, tt := range []struct {
+		name  string
+		certs []tls.Certificate
+		want  int
+	}{
+		{"listed CN", []tls.Certificate{clientCA.Client(t, "ops").TLS(t)}, 101},
+		{"unlisted CN", []tls.Certificate{clientCA.Client(t, "dev").TLS(t)}, 403},
+		{"other CA", []tls.Certificate{testpki.NewCA(t, "rogue").Client(t, "ops").TLS(t)}, 0},
+		{"no certificate", nil, 0},
+	} {
+		if got := status(tt.certs...); got != tt.want {
+			t.Errorf("%s: %d, want %d (0: handshake refused)", tt.name, got, tt.want)
+		}
+	}
+	if st := statusOf(t, "ws://"+d.addr); st != 403 {
+		t.Errorf("plain upgrade on a --verify-client port: %d, want 403", st)
+	}
+}
+
+func TestWebsockifyExpectOrigin(t *testing.T) {
+	target := interopTarget(t, "tcp", "127.0.0.1:0")
+	d := startDaemon(t, "--auth-plugin", "ExpectOrigin", "--auth-source", "https://app.example http://kiosk.example:8080", "127.0.0.1:0", target)
+	for origin, want := range map[string]int{
+		"https://app.example":       101,
+		"http://kiosk.example:8080": 101,
+		"https://evil.example":      403,
+		"":                          403, // ExpectOrigin refuses a request without Origin
+	} {
+		h := http.Header{}
+		if origin != "" {
+			h.Set("Origin", origin)
+		}
+		c, resp, err := websocket.Dial(t.Context(), "ws://"+d.addr, &websocket.DialOptions{HTTPHeader: h})
+		got := 101
+		if err != nil {
+			got = 0
+			if resp != nil {
+				got = resp.StatusCode
+			}
+		} else {
+			c.CloseNow()
+		}
+		if got != want {
+			t.Errorf("Origin %q: %d, want %d", origin, got, want)
+		}
+	}
+}
