@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
@@ -406,7 +407,7 @@ func (s *Server) admitIdentity(id Identity, require bool, allow []string) *refus
 // door runs the checks shared by upgrades and the web root: TLS where a
 // client certificate is required, and authentication. web says the
 // request is for the web root.
-func (s *Server) door(r *http.Request, st *tls.ConnectionState, web bool) (Identity, *refusal) {
+func (s *Server) door(r *http.Request, st *tls.ConnectionState, web bool, log *slog.Logger) (Identity, *refusal) {
 	if s.opts.RequireClientCert && certIdentity(st) == nil {
 		return nil, refuse(http.StatusForbidden, "a client certificate is required (connect with https:// or wss://)")
 	}
@@ -416,7 +417,7 @@ func (s *Server) door(r *http.Request, st *tls.ConnectionState, web bool) (Ident
 	id, rf, err := s.authenticate(r, st)
 	if rf != nil {
 		if errors.Is(err, errBadCredentials) {
-			s.spendFailure(r)
+			s.spendFailure(log, remoteAddr(r))
 		}
 		return nil, rf
 	}

@@ -354,7 +354,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "this is a WebSocket endpoint", http.StatusUpgradeRequired)
 			return
 		}
-		if rf := s.webDoor(r, cc); rf != nil {
+		if rf := s.webDoor(r, cc, log); rf != nil {
 			s.answer(w, log, rf)
 			return
 		}
@@ -401,14 +401,29 @@ func (s *Server) answer(w http.ResponseWriter, log *slog.Logger, rf *refusal) {
 }
 
 // webDoor applies the checks of the door to a web-root request.
-func (s *Server) webDoor(r *http.Request, cc *clientConn) *refusal {
-	remote, _ := netip.ParseAddrPort(r.RemoteAddr)
-	if left, banned := s.failures.Banned(remote.Addr(), time.Now()); banned {
-		rf := refuse(http.StatusTooManyRequests, "too many failed lookups or logins")
-		rf.retryAfter = left
+func (s *Server) webDoor(r *http.Request, cc *clientConn, log *slog.Logger) *refusal {
+	if rf := s.banned(remoteAddr(r), time.Now()); rf != nil {
 		return rf
 	}
-	_, rf := s.door(r, requestTLS(r, cc), true)
+	_, rf := s.door(r, requestTLS(r, cc), true, log)
+	return rf
+}
+
+// remoteAddr is the client's address, or the zero Addr (which no limit
+// tracks) when RemoteAddr is not an IP address and port.
+func remoteAddr(r *http.Request) netip.Addr {
+	ap, _ := netip.ParseAddrPort(r.RemoteAddr)
+	return ap.Addr()
+}
+
+// banned refuses an address that spent its failed lookups and logins.
+func (s *Server) banned(a netip.Addr, now time.Time) *refusal {
+	left, banned := s.failures.Banned(a, now)
+	if !banned {
+		return nil
+	}
+	rf := refuse(http.StatusTooManyRequests, "too many failed lookups or logins")
+	rf.retryAfter = left
 	return rf
 }
 
@@ -422,11 +437,10 @@ func (s *Server) logHost(r *http.Request) string {
 }
 
 // spendFailure counts a failed token lookup or login against the client's
-// address.
-func (s *Server) spendFailure(r *http.Request) {
-	remote, _ := netip.ParseAddrPort(r.RemoteAddr)
-	if s.failures.Fail(remote.Addr(), time.Now()) {
-		s.log.Warn("failed lookups or logins: refusing this address", "remote", r.RemoteAddr, "for", s.opts.FailedLookupBan)
+// address, and logs to log when that starts a ban.
+func (s *Server) spendFailure(log *slog.Logger, a netip.Addr) {
+	if s.failures.Fail(a, time.Now()) {
+		log.Warn("failed lookups or logins: refusing this address", "for", s.opts.FailedLookupBan)
 	}
 }
 
@@ -473,14 +487,13 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, cc *clientConn, tk
 	}
 	// Admission comes first: a banned or greedy address costs no more
 	// work.
-	remote, _ := netip.ParseAddrPort(r.RemoteAddr)
+	ap, _ := netip.ParseAddrPort(r.RemoteAddr)
+	remote := ap.Addr()
 	now := time.Now()
-	if left, banned := s.failures.Banned(remote.Addr(), now); banned {
-		rf := refuse(http.StatusTooManyRequests, "too many failed lookups or logins")
-		rf.retryAfter = left
+	if rf := s.banned(remote, now); rf != nil {
 		return nil, rf
 	}
-	tk.addr = remote.Addr()
+	tk.addr = remote
 	if rf := s.admit(tk, now); rf != nil {
 		return nil, rf
 	}
@@ -497,7 +510,7 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, cc *clientConn, tk
 	}
 	// Authentication comes before any token lookup: a stranger learns
 	// nothing about tokens, and costs no lookups.
-	id, rf := s.door(r, requestTLS(r, cc), false)
+	id, rf := s.door(r, requestTLS(r, cc), false, log)
 	if rf != nil {
 		return nil, rf
 	}
@@ -508,15 +521,15 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, cc *clientConn, tk
 	if err != nil {
 		return nil, err.(*refusal)
 	}
-	req := targets.Request{Path: r.URL.Path, Token: token, Host: r.Host, Remote: remote}
+	req := targets.Request{Path: r.URL.Path, Token: token, Host: r.Host, Remote: ap}
 	if token != "" {
 		log = log.With("token_hash", TokenHash(token))
 	}
 	// notFound answers like an unknown token and, when a token was
 	// presented, spends one of the client's failed lookups.
 	notFound := func() *refusal {
-		if token != "" && s.failures.Fail(remote.Addr(), time.Now()) {
-			log.Warn("failed token lookups: refusing this address", "for", s.opts.FailedLookupBan)
+		if token != "" {
+			s.spendFailure(log, remote)
 		}
 		return refuse(http.StatusNotFound, "not found")
 	}

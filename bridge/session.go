@@ -91,7 +91,7 @@ type session struct {
 }
 
 // endWaits stops the pumps' waits for bandwidth: the session's linger is
-// over.
+// over, or Shutdown kills it.
 func (s *session) endWaits() {
 	s.endedOnce.Do(func() { close(s.ended) })
 	s.endOutWaits()
@@ -225,11 +225,9 @@ func (s *session) finish(end ending, upDone, downDone bool, up, down <-chan erro
 		linger = min(linger, 100*time.Millisecond)
 	}
 	deadline := time.Now().Add(linger)
-	// The client's bytes waiting for bandwidth still go to the target
-	// within the linger; nothing more goes to the client.
+	// Nothing more goes to the client; its bytes waiting for bandwidth
+	// still go to the target within the linger.
 	s.endOutWaits()
-	lingered := time.AfterFunc(linger, s.endWaits)
-	defer lingered.Stop()
 	closed := make(chan struct{})
 	if end.send {
 		go func() {
@@ -252,8 +250,9 @@ func (s *session) finish(end ending, upDone, downDone bool, up, down <-chan erro
 		select {
 		case <-up:
 		case <-t.C:
-			// Also free a write stuck on a target that stopped reading, so
-			// the linger bounds the end.
+			// Also free a wait for bandwidth, or a write stuck on a target
+			// that stopped reading, so the linger bounds the end.
+			s.endWaits()
 			s.cutClient()
 			s.tc.SetWriteDeadline(time.Now())
 			<-up
