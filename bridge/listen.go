@@ -11,11 +11,11 @@ import (
 	"time"
 )
 
-// gate is the listener Serve hands to net/http. Each accepted connection
-// gets a goroutine of its own that, within the header timeout, tells TLS
-// from plain HTTP by the first byte (when both share the port) and
-// finishes the TLS handshake; Accept returns only connections that are
-// ready for HTTP. A client that sends nothing holds its goroutine until
+// gate is the listener Serve hands to net/http. With TLS, each accepted
+// connection gets a goroutine of its own that, within the header timeout,
+// tells TLS from plain HTTP by the first byte (when both share the port)
+// and finishes the TLS handshake; Accept returns only connections that are
+// ready for HTTP. Plain HTTP connections go straight through. A client that sends nothing holds its goroutine until
 // the deadline, never the accept loop.
 type gate struct {
 	ln      net.Listener
@@ -74,6 +74,16 @@ func (g *gate) acceptLoop() {
 			continue
 		}
 		backoff = 0
+		if g.tls == nil {
+			// Plain HTTP needs no handshake: hand it over from here.
+			select {
+			case g.ready <- newClientConn(c, nil):
+			case <-g.done:
+				c.Close()
+				return
+			}
+			continue
+		}
 		if !g.track(c) {
 			c.Close()
 			return
@@ -123,9 +133,6 @@ func (g *gate) admit(raw net.Conn) {
 func looksLikeTLS(b byte) bool { return b == 0x16 || b == 0x80 }
 
 func (g *gate) handshake(raw net.Conn) (*clientConn, error) {
-	if g.tls == nil {
-		return newClientConn(raw, nil), nil
-	}
 	var under net.Conn = raw
 	if g.plain {
 		var first [1]byte
