@@ -128,7 +128,7 @@ func (h *Htpasswd) CheckPassword(user, password string) bool {
 	if !ok {
 		// Spend the same time as a wrong password, so that user names
 		// cannot be probed by timing.
-		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
 		return false
 	}
 	key := sha256.Sum256([]byte(user + "\x00" + password + "\x00" + string(hash)))
@@ -150,7 +150,12 @@ func (h *Htpasswd) CheckPassword(user, password string) bool {
 	return true
 }
 
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("wsbridge"), bcrypt.DefaultCost)
+// dummyHash is made on first use, not at start: every wsbridge run
+// would pay a bcrypt for it otherwise.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("wsbridge"), bcrypt.DefaultCost)
+	return h
+})
 
 // Password is one user name and password given on the command line
 // (websockify's BasicHTTPAuth --auth-source user:password).
