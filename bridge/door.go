@@ -82,15 +82,15 @@ func hostName(host string) string {
 // checkHost applies Options.Hosts, which defends against DNS rebinding: a
 // page on an attacker's name that resolves to this bridge sends that name
 // as Host.
-func (s *Server) checkHost(r *http.Request) *refusal {
-	if len(s.hosts) == 0 {
+func (c *config) checkHost(r *http.Request) *refusal {
+	if len(c.hosts) == 0 {
 		return nil
 	}
 	if len(r.Header.Values("Host")) > 1 {
 		return refuse(http.StatusBadRequest, "more than one Host header")
 	}
 	name := hostName(r.Host)
-	for _, h := range s.hosts {
+	for _, h := range c.hosts {
 		if h.match(name) {
 			return nil
 		}
@@ -214,11 +214,11 @@ func (p originPattern) match(o origin) bool {
 // "null" (sandboxed frames, file:// pages) passes only when listed. A
 // request without Origin comes from a program, not a browser, and passes
 // unless Options.RefuseNoOrigin.
-func (s *Server) checkOrigin(r *http.Request) *refusal {
+func (c *config) checkOrigin(r *http.Request) *refusal {
 	vals := r.Header.Values("Origin")
 	switch len(vals) {
 	case 0:
-		if s.opts.RefuseNoOrigin {
+		if c.opts.RefuseNoOrigin {
 			return refuse(http.StatusForbidden, "no Origin header (only browsers are expected here)")
 		}
 		return nil
@@ -227,7 +227,7 @@ func (s *Server) checkOrigin(r *http.Request) *refusal {
 		return refuse(http.StatusForbidden, "more than one Origin header")
 	}
 	if vals[0] == "null" {
-		if slices.ContainsFunc(s.origins, func(p originPattern) bool { return p.null }) {
+		if slices.ContainsFunc(c.origins, func(p originPattern) bool { return p.null }) {
 			return nil
 		}
 		return refuse(http.StatusForbidden, "origin null is not allowed")
@@ -239,7 +239,7 @@ func (s *Server) checkOrigin(r *http.Request) *refusal {
 	if sameHost(o, r.Host) {
 		return nil
 	}
-	for _, p := range s.origins {
+	for _, p := range c.origins {
 		if p.match(o) {
 			return nil
 		}
@@ -339,9 +339,9 @@ var errBadCredentials = errors.New("bridge: wrong credentials")
 // errBadCredentials when they were wrong. An Authorization header in a
 // scheme this listener does not take is ignored, not refused: a proxy in
 // front may have used it, and a browser sends what it used for the page.
-func (s *Server) authenticate(r *http.Request, st *tls.ConnectionState) (Identity, *refusal, error) {
+func (c *config) authenticate(r *http.Request, st *tls.ConnectionState) (Identity, *refusal, error) {
 	id := certIdentity(st)
-	a := s.opts.Auth
+	a := c.opts.Auth
 	vals := r.Header.Values("Authorization")
 	if a == nil || a.Passwords == nil && a.Bearer == nil || len(vals) == 0 {
 		return id, nil, nil
@@ -359,13 +359,13 @@ func (s *Server) authenticate(r *http.Request, st *tls.ConnectionState) (Identit
 			return nil, refuse(http.StatusBadRequest, "malformed Basic credentials"), nil
 		}
 		if !a.Passwords.CheckPassword(user, pass) {
-			return nil, s.challenge("wrong user name or password"), errBadCredentials
+			return nil, c.challenge("wrong user name or password"), errBadCredentials
 		}
 		return append(id, "user:"+user), nil, nil
 	case strings.EqualFold(scheme, "Bearer") && a.Bearer != nil:
 		name, ok := a.Bearer.CheckBearer(cred)
 		if !ok {
-			return nil, s.challenge("wrong bearer token"), errBadCredentials
+			return nil, c.challenge("wrong bearer token"), errBadCredentials
 		}
 		return append(id, "bearer:"+name), nil, nil
 	}
@@ -373,9 +373,9 @@ func (s *Server) authenticate(r *http.Request, st *tls.ConnectionState) (Identit
 }
 
 // challenge is a 401 that names the schemes this listener accepts.
-func (s *Server) challenge(reason string) *refusal {
+func (c *config) challenge(reason string) *refusal {
 	rf := refuse(http.StatusUnauthorized, reason)
-	a := s.opts.Auth
+	a := c.opts.Auth
 	if a == nil {
 		return rf
 	}
@@ -394,10 +394,10 @@ func (s *Server) challenge(reason string) *refusal {
 
 // admitIdentity applies an identity list: nil when id may pass, else 401
 // for no identity and 403 for the wrong one.
-func (s *Server) admitIdentity(id Identity, require bool, allow []string) *refusal {
+func (c *config) admitIdentity(id Identity, require bool, allow []string) *refusal {
 	switch {
 	case len(id) == 0 && (require || len(allow) > 0):
-		return s.challenge("authentication required")
+		return c.challenge("authentication required")
 	case len(allow) > 0 && !id.Allowed(allow):
 		return refuse(http.StatusForbidden, "not allowed for this identity")
 	}
@@ -407,22 +407,22 @@ func (s *Server) admitIdentity(id Identity, require bool, allow []string) *refus
 // door runs the checks shared by upgrades and the web root: TLS where a
 // client certificate is required, and authentication. web says the
 // request is for the web root.
-func (s *Server) door(r *http.Request, st *tls.ConnectionState, web bool, log *slog.Logger) (Identity, *refusal) {
-	if s.opts.RequireClientCert && certIdentity(st) == nil {
+func (s *Server) door(c *config, r *http.Request, st *tls.ConnectionState, web bool, log *slog.Logger) (Identity, *refusal) {
+	if c.opts.RequireClientCert && certIdentity(st) == nil {
 		return nil, refuse(http.StatusForbidden, "a client certificate is required (connect with https:// or wss://)")
 	}
-	if web && (s.opts.Auth == nil || !s.opts.Auth.Web) {
+	if web && (c.opts.Auth == nil || !c.opts.Auth.Web) {
 		return nil, nil
 	}
-	id, rf, err := s.authenticate(r, st)
+	id, rf, err := c.authenticate(r, st)
 	if rf != nil {
 		if errors.Is(err, errBadCredentials) {
-			s.spendFailure(log, remoteAddr(r))
+			s.spendFailure(c, log, remoteAddr(r))
 		}
 		return nil, rf
 	}
-	if a := s.opts.Auth; a != nil {
-		if rf := s.admitIdentity(id, a.Require, a.Allow); rf != nil {
+	if a := c.opts.Auth; a != nil {
+		if rf := c.admitIdentity(id, a.Require, a.Allow); rf != nil {
 			return nil, rf
 		}
 	}

@@ -20,11 +20,47 @@ type refusal struct {
 	reason     string
 	retryAfter time.Duration // sent as Retry-After when positive
 	headers    []string      // more header names and values to send
+	// kind names the refusal in metrics: a short constant, never text
+	// from the request. "" takes the kind of the status.
+	kind string
 }
 
 func (r *refusal) Error() string { return r.reason }
 
 func refuse(status int, reason string) *refusal { return &refusal{status: status, reason: reason} }
+
+// as sets the refusal's kind, for refusals whose status alone says too
+// little.
+func (r *refusal) as(kind string) *refusal {
+	if r != nil {
+		r.kind = kind
+	}
+	return r
+}
+
+// refusalKind is the metrics label of rf.
+func refusalKind(rf *refusal) string {
+	if rf.kind != "" {
+		return rf.kind
+	}
+	switch rf.status {
+	case http.StatusBadRequest, http.StatusMethodNotAllowed:
+		return "bad_request"
+	case http.StatusUnauthorized:
+		return "auth_required"
+	case http.StatusForbidden:
+		return "forbidden"
+	case http.StatusNotFound:
+		return "not_found"
+	case http.StatusTooManyRequests:
+		return "rate_limited"
+	case http.StatusBadGateway:
+		return "target_unreachable"
+	case http.StatusServiceUnavailable:
+		return "unavailable"
+	}
+	return "other"
+}
 
 // isUpgrade reports whether r asks for a WebSocket. Such a request gets a
 // WebSocket answer (101 or a 4xx saying what is wrong) and never a static file.

@@ -105,12 +105,13 @@ func targetKey(t targets.Target) string {
 // direction holds the byte limits of one direction of a session: its own,
 // its target's and the server's, nil when unlimited.
 type direction struct {
+	name  string // "in" or "out", for the Observer
 	lims  []*ratelimit.Bandwidth
 	chunk int // the largest read one wait covers
 }
 
-func newDirection(readSize int, lims ...*ratelimit.Bandwidth) direction {
-	d := direction{chunk: readSize}
+func newDirection(name string, readSize int, lims ...*ratelimit.Bandwidth) direction {
+	d := direction{name: name, chunk: readSize}
 	for _, l := range lims {
 		if l != nil {
 			d.lims = append(d.lims, l)

@@ -165,6 +165,27 @@ type Options struct {
 	// Files answers requests that are not WebSocket upgrades, for example
 	// a StaticFiles web root. Nil answers them with 426 Upgrade Required.
 	Files http.Handler
+
+	// TrustedProxies are the networks of HTTP proxies whose
+	// X-Forwarded-For or Forwarded header names the client: for a request
+	// from one of them, the client address that limits count and logs
+	// show is the last address in those headers that is not itself a
+	// trusted proxy. Empty trusts no header. (PROXY protocol headers are
+	// the listener's business: see ProxyListener.)
+	TrustedProxies []netip.Prefix
+
+	// Observer receives the events of metrics; nil receives nothing. It
+	// keeps its first value across Reload.
+	Observer Observer
+	// SelfCheck, when set, admits the daemon's own end-to-end check.
+	SelfCheck *SelfCheck
+	// Recorder records the sessions of targets whose Settings.Record is
+	// set; nil records nothing.
+	Recorder Recorder
+	// Record, "novnc" or "raw", records every session in that format,
+	// including those of targets without Settings (from token sources);
+	// a target's own Settings.Record wins.
+	Record string
 }
 
 const (
@@ -225,13 +246,10 @@ func setDefault[T comparable](p *T, def T) {
 // Server bridges WebSocket clients to the targets its Resolver picks. Its
 // methods may be called from several goroutines.
 type Server struct {
-	resolver targets.Resolver
-	opts     Options
+	cfg      atomic.Pointer[config]
 	log      *slog.Logger
-	bufs     sync.Pool                // *[]byte of opts.ReadSize
-	failures *ratelimit.FailureBudget // nil when off
-	hosts    []hostPattern
-	origins  []originPattern
+	obs      Observer
+	bufs     sync.Pool // *[]byte of the first ReadSize
 	limits   atomic.Pointer[Limits]
 	clients  atomic.Pointer[ratelimit.Clients]      // nil when off
 	slots    ratelimit.Counter                      // per target and per token
@@ -244,44 +262,32 @@ type Server struct {
 	targetBW map[string]*targetBW
 	wg       sync.WaitGroup // one per tracked session
 	servers  []*http.Server
+	doneIn   int64 // bytes of the sessions that have ended
+	doneOut  int64
 
 	total atomic.Uint64
 }
 
 // New returns a Server that dials what r resolves. opts may be nil.
 func New(r targets.Resolver, opts *Options) *Server {
+	o := opts.withDefaults()
 	s := &Server{
-		resolver: r,
-		opts:     opts.withDefaults(),
+		log:      o.Logger,
+		obs:      o.Observer,
 		sessions: make(map[*session]struct{}),
 		targetBW: make(map[string]*targetBW),
 	}
-	s.log = s.opts.Logger
-	// cmd validates these with ParseHostPattern and ParseOriginPattern; a
-	// bad entry that reaches here admits nothing.
-	for _, h := range s.opts.Hosts {
-		if p, err := parseHostPattern(h); err == nil {
-			s.hosts = append(s.hosts, p)
-		} else {
-			s.log.Error("ignoring a host entry", "err", err)
-			s.hosts = append(s.hosts, hostPattern{name: "\x00"})
-		}
+	if s.obs == nil {
+		s.obs = nopObserver{}
 	}
-	for _, o := range s.opts.Origins {
-		if p, err := parseOriginPattern(o); err == nil {
-			s.origins = append(s.origins, p)
-		} else {
-			s.log.Error("ignoring an origin entry", "err", err)
-		}
-	}
-	l := s.opts.limits()
+	s.cfg.Store(newConfig(r, o, nil, s.log))
+	l := o.limits()
 	l.withDefaults()
 	s.limits.Store(&l)
 	s.clients.Store(ratelimit.NewClients(l.PerIPSessions, l.PerIPRate, l.PerIPBurst))
 	s.totalBW[0].Store(ratelimit.NewBandwidth(l.TotalBandwidthIn))
 	s.totalBW[1].Store(ratelimit.NewBandwidth(l.TotalBandwidthOut))
-	s.failures = ratelimit.NewFailureBudget(s.opts.FailedLookups, s.opts.FailedLookupWindow, s.opts.FailedLookupBan)
-	size := s.opts.ReadSize
+	size := o.ReadSize
 	s.bufs.New = func() any {
 		b := make([]byte, size)
 		return &b
@@ -306,14 +312,15 @@ type connKey struct{}
 // and size cap of the Options, and with write deadlines toward clients. It
 // returns http.ErrServerClosed after Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	g := newGate(ln, s.opts.TLS, s.opts.AllowPlain, s.opts.HeaderTimeout, s.log)
+	o := &s.cfg.Load().opts
+	g := newGate(ln, o.TLS, o.AllowPlain, o.HeaderTimeout, s.log)
 	defer g.wait()
 	hs := &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: s.opts.HeaderTimeout,
+		ReadHeaderTimeout: o.HeaderTimeout,
 		// net/http allows 4 KiB more than MaxHeaderBytes.
-		MaxHeaderBytes: max(s.opts.MaxHeaderBytes-4096, 1024),
-		IdleTimeout:    2 * s.opts.HeaderTimeout,
+		MaxHeaderBytes: max(o.MaxHeaderBytes-4096, 1024),
+		IdleTimeout:    2 * o.HeaderTimeout,
 		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, c)
@@ -336,35 +343,45 @@ func (s *Server) Serve(ln net.Listener) error {
 // client connections, and a client that stops reading is found by the
 // ping deadline instead.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	log := s.log.With("remote", r.RemoteAddr, "path", s.logPath(r))
+	c := s.cfg.Load()
+	peer := r.RemoteAddr
+	if len(c.opts.TrustedProxies) > 0 {
+		// From here on the client's address is the one the trusted proxy
+		// names: it is what limits count and logs show.
+		r.RemoteAddr = forwardedFor(r, c.opts.TrustedProxies)
+	}
+	log := s.log.With("remote", r.RemoteAddr, "path", c.logPath(r))
+	if r.RemoteAddr != peer {
+		log = log.With("proxy", peer)
+	}
 	cc := connFrom(r)
 	if cc != nil && cc.nextHeadBad() {
 		w.Header().Set("Connection", "close")
 		s.answer(w, log, refuse(http.StatusBadRequest, "request lines must end with CRLF"))
 		return
 	}
-	if rf := s.checkHost(r); rf != nil {
-		log.Warn("host refused", "host", s.logHost(r))
-		s.answer(w, log, rf)
+	if rf := c.checkHost(r); rf != nil {
+		log.Warn("host refused", "host", c.logHost(r))
+		s.answer(w, log, rf.as("host"))
 		return
 	}
 	if !isUpgrade(r) {
-		if s.opts.Files == nil {
+		if c.opts.Files == nil {
 			w.Header().Set("Upgrade", "websocket")
 			http.Error(w, "this is a WebSocket endpoint", http.StatusUpgradeRequired)
 			return
 		}
-		if rf := s.webDoor(r, cc, log); rf != nil {
+		if rf := s.webDoor(c, r, cc, log); rf != nil {
 			s.answer(w, log, rf)
 			return
 		}
-		s.opts.Files.ServeHTTP(w, r)
+		c.opts.Files.ServeHTTP(w, r)
 		return
 	}
 	start := time.Now()
 	tk := &ticket{}
 	defer s.release(tk)
-	sess, rf := s.open(w, r, cc, tk, log)
+	sess, rf := s.open(c, w, r, cc, tk, log)
 	if rf != nil {
 		s.answer(w, log, rf)
 		return
@@ -374,6 +391,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	sess.start = start
 	end := sess.run()
+	s.obs.Ended(sess.label, end.by, int(end.code))
+	if sess.rec != nil {
+		sess.rec.Close()
+	}
 	// Log before untracking, so that Shutdown, which waits for tracked
 	// sessions, never returns before their lines are written.
 	defer s.untrack(sess)
@@ -388,7 +409,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // answer logs a refusal and sends it.
 func (s *Server) answer(w http.ResponseWriter, log *slog.Logger, rf *refusal) {
-	log.Warn("refused", "status", rf.status, "reason", rf.reason)
+	kind := refusalKind(rf)
+	log.Warn("refused", "status", rf.status, "reason", rf.reason, "kind", kind)
+	s.obs.Refused(kind)
 	h := w.Header()
 	if rf.retryAfter > 0 {
 		// Rounded up: a client that waits less would be refused again.
@@ -401,12 +424,12 @@ func (s *Server) answer(w http.ResponseWriter, log *slog.Logger, rf *refusal) {
 }
 
 // webDoor applies the checks of the door to a web-root request.
-func (s *Server) webDoor(r *http.Request, cc *clientConn, log *slog.Logger) *refusal {
-	if rf := s.banned(remoteAddr(r), time.Now()); rf != nil {
+func (s *Server) webDoor(c *config, r *http.Request, cc *clientConn, log *slog.Logger) *refusal {
+	if rf := c.banned(remoteAddr(r), time.Now()); rf != nil {
 		return rf
 	}
-	_, rf := s.door(r, requestTLS(r, cc), true, log)
-	return rf
+	_, rf := s.door(c, r, requestTLS(r, cc), true, log)
+	return rf.as("auth")
 }
 
 // remoteAddr is the client's address, or the zero Addr (which no limit
@@ -417,20 +440,20 @@ func remoteAddr(r *http.Request) netip.Addr {
 }
 
 // banned refuses an address that spent its failed lookups and logins.
-func (s *Server) banned(a netip.Addr, now time.Time) *refusal {
-	left, banned := s.failures.Banned(a, now)
+func (c *config) banned(a netip.Addr, now time.Time) *refusal {
+	left, banned := c.failures.Banned(a, now)
 	if !banned {
 		return nil
 	}
-	rf := refuse(http.StatusTooManyRequests, "too many failed lookups or logins")
+	rf := refuse(http.StatusTooManyRequests, "too many failed lookups or logins").as("banned")
 	rf.retryAfter = left
 	return rf
 }
 
 // logHost is the Host header as logs show it: with host tokens, the Host is
 // the token and is left out.
-func (s *Server) logHost(r *http.Request) string {
-	if s.opts.Token.Place == "host" {
+func (c *config) logHost(r *http.Request) string {
+	if c.opts.Token.Place == "host" {
 		return "(token)"
 	}
 	return r.Host
@@ -438,9 +461,9 @@ func (s *Server) logHost(r *http.Request) string {
 
 // spendFailure counts a failed token lookup or login against the client's
 // address, and logs to log when that starts a ban.
-func (s *Server) spendFailure(log *slog.Logger, a netip.Addr) {
-	if s.failures.Fail(a, time.Now()) {
-		log.Warn("failed lookups or logins: refusing this address", "for", s.opts.FailedLookupBan)
+func (s *Server) spendFailure(c *config, log *slog.Logger, a netip.Addr) {
+	if c.failures.Fail(a, time.Now()) {
+		log.Warn("failed lookups or logins: refusing this address", "for", c.opts.FailedLookupBan)
 	}
 }
 
@@ -464,11 +487,11 @@ func requestTLS(r *http.Request, cc *clientConn) *tls.ConnectionState {
 
 // logPath is the request path as logs show it: with tokens read from the
 // path, the token is left out (the log line carries its hash).
-func (s *Server) logPath(r *http.Request) string {
-	if s.opts.Token.Place != "path" {
+func (c *config) logPath(r *http.Request) string {
+	if c.opts.Token.Place != "path" {
 		return r.URL.Path
 	}
-	prefix := s.opts.Token.PathPrefix
+	prefix := c.opts.Token.PathPrefix
 	if prefix == "" {
 		prefix = "/"
 	}
@@ -481,16 +504,16 @@ func (s *Server) logPath(r *http.Request) string {
 // open runs every check, resolves and dials the target, and upgrades. It
 // returns a refusal for the caller to answer, or a session, or neither when
 // Accept answered the client itself.
-func (s *Server) open(w http.ResponseWriter, r *http.Request, cc *clientConn, tk *ticket, log *slog.Logger) (*session, *refusal) {
+func (s *Server) open(c *config, w http.ResponseWriter, r *http.Request, cc *clientConn, tk *ticket, log *slog.Logger) (*session, *refusal) {
 	if s.isDraining() {
-		return nil, refuse(http.StatusServiceUnavailable, "server is shutting down")
+		return nil, refuse(http.StatusServiceUnavailable, "server is shutting down").as("draining")
 	}
 	// Admission comes first: a banned or greedy address costs no more
 	// work.
 	ap, _ := netip.ParseAddrPort(r.RemoteAddr)
 	remote := ap.Addr()
 	now := time.Now()
-	if rf := s.banned(remote, now); rf != nil {
+	if rf := c.banned(remote, now); rf != nil {
 		return nil, rf
 	}
 	tk.addr = remote
@@ -498,87 +521,60 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, cc *clientConn, tk
 		return nil, rf
 	}
 	if rf := checkUpgrade(r); rf != nil {
-		return nil, rf
+		return nil, rf.as("bad_handshake")
 	}
 	proto, mode, err := NegotiateSubprotocol(r.Header.Values("Sec-WebSocket-Protocol"))
 	if err != nil {
-		return nil, refuse(http.StatusBadRequest, err.Error())
+		return nil, refuse(http.StatusBadRequest, err.Error()).as("subprotocol")
 	}
-	if rf := s.checkOrigin(r); rf != nil {
-		log.Warn("origin refused", "origin", r.Header.Get("Origin"), "host", s.logHost(r))
-		return nil, rf
-	}
-	// Authentication comes before any token lookup: a stranger learns
-	// nothing about tokens, and costs no lookups.
-	id, rf := s.door(r, requestTLS(r, cc), false, log)
-	if rf != nil {
-		return nil, rf
-	}
-	if len(id) > 0 {
-		log = log.With("identity", id[0])
-	}
-	token, err := ExtractToken(r, s.opts.Token)
-	if err != nil {
-		return nil, err.(*refusal)
-	}
-	req := targets.Request{Path: r.URL.Path, Token: token, Host: r.Host, Remote: ap}
-	if token != "" {
-		log = log.With("token_hash", TokenHash(token))
-	}
-	// notFound answers like an unknown token and, when a token was
-	// presented, spends one of the client's failed lookups.
-	notFound := func() *refusal {
-		if token != "" {
-			s.spendFailure(log, remote)
-		}
-		return refuse(http.StatusNotFound, "not found")
-	}
-	t, err := s.resolver.Resolve(r.Context(), req)
-	if err != nil {
-		log.Warn("no target", "err", err)
-		switch {
-		case errors.Is(err, targets.ErrNotFound):
-			return nil, notFound()
-		case errors.Is(err, targets.ErrUnavailable):
-			rf := refuse(http.StatusServiceUnavailable, "token lookup unavailable")
-			rf.retryAfter = unavailableRetry
+	var (
+		id    Identity
+		token string
+		t     targets.Target
+		rf    *refusal
+	)
+	if sc := c.opts.SelfCheck; sc.matches(r) {
+		t = sc.Target
+	} else {
+		id, token, t, rf = s.pick(c, r, cc, ap, &log)
+		if rf != nil {
 			return nil, rf
 		}
-		return nil, refuse(http.StatusBadGateway, "target lookup failed")
 	}
+	label := MetricLabel(t)
 	log = log.With("target", targetLabel(t), "subprotocol", proto)
 	if t.Settings != nil && len(t.Settings.Identities) > 0 {
-		if rf := s.admitIdentity(id, true, t.Settings.Identities); rf != nil {
-			return nil, rf
+		if rf := c.admitIdentity(id, true, t.Settings.Identities); rf != nil {
+			return nil, rf.as("identity")
 		}
 	}
 	if rf := s.admitTarget(tk, t, token); rf != nil {
 		return nil, rf
 	}
-	set := sessionSettings(&s.opts, t.Settings)
+	set := sessionSettings(&c.opts, t.Settings)
 
 	var tc net.Conn
-	if !s.opts.DialAfterUpgrade {
-		if tc, err = s.dial(r.Context(), t, set.DialTimeout); err != nil {
+	if !c.opts.DialAfterUpgrade {
+		if tc, err = s.dial(c, r.Context(), t, set, proxyFrom(r), label); err != nil {
 			log.Warn("target unreachable", "err", err)
 			// With a token, a dead target answers like an unknown token,
 			// so that tokens cannot be probed; so does a target outside
 			// the allowlist.
 			if token != "" || errors.Is(err, targets.ErrNotAllowed) {
-				return nil, notFound()
+				return nil, s.notFound(c, log, ap.Addr(), token).as("target_unreachable")
 			}
 			return nil, refuse(http.StatusBadGateway, "target unreachable")
 		}
 	}
 
-	sess := &session{srv: s, mode: mode, tc: tc, log: log, ping: set.PingInterval, stop: make(chan struct{}), ended: make(chan struct{}), outEnded: make(chan struct{})}
+	sess := &session{srv: s, cfg: c, target: t, label: label, mode: mode, tc: tc, log: log, ping: set.PingInterval, stop: make(chan struct{}), ended: make(chan struct{}), outEnded: make(chan struct{})}
 	tin, tout := s.targetBandwidth(t)
 	lim := s.limits.Load()
-	sess.in = newDirection(s.opts.ReadSize, ratelimit.NewBandwidth(lim.SessionBandwidthIn), tin, s.totalBW[0].Load())
-	sess.out = newDirection(s.opts.ReadSize, ratelimit.NewBandwidth(lim.SessionBandwidthOut), tout, s.totalBW[1].Load())
+	sess.in = newDirection("in", c.opts.ReadSize, ratelimit.NewBandwidth(lim.SessionBandwidthIn), tin, s.totalBW[0].Load())
+	sess.out = newDirection("out", c.opts.ReadSize, ratelimit.NewBandwidth(lim.SessionBandwidthOut), tout, s.totalBW[1].Load())
 	if !s.track(sess) {
 		closeConn(tc)
-		return nil, refuse(http.StatusServiceUnavailable, "server is shutting down")
+		return nil, refuse(http.StatusServiceUnavailable, "server is shutting down").as("draining")
 	}
 	if cc != nil {
 		// From here the connection carries frames, not request heads.
@@ -607,11 +603,14 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, cc *clientConn, tk
 	sess.ws = ws
 	sess.cc, _ = r.Context().Value(connKey{}).(net.Conn)
 	s.total.Add(1)
+	if set.Record != "" && c.opts.Recorder != nil {
+		sess.rec = c.opts.Recorder.Record(RecordingInfo{Target: t, Format: set.Record, Subprotocol: proto, Mode: mode, Start: time.Now()})
+	}
 
 	if tc == nil {
 		// websockify's order: the client has its 101 already, so a failed
 		// dial can only be told with a close code.
-		if sess.tc, err = s.dial(context.Background(), t, set.DialTimeout); err != nil {
+		if sess.tc, err = s.dial(c, context.Background(), t, set, proxyFrom(r), label); err != nil {
 			log.Warn("target unreachable", "err", err)
 			sess.failed = &ending{code: websocket.StatusInternalError, reason: "Failed to connect to downstream server", by: "target"}
 		}
@@ -619,18 +618,88 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, cc *clientConn, tk
 	return sess, nil
 }
 
-// dial connects to t within timeout, over TLS when the target or the
-// Options ask for it.
-func (s *Server) dial(ctx context.Context, t targets.Target, timeout time.Duration) (net.Conn, error) {
+// pick runs the checks of the door and resolves the target: Origin,
+// authentication, the token and the resolver. It adds what it learns to
+// *log.
+func (s *Server) pick(c *config, r *http.Request, cc *clientConn, ap netip.AddrPort, logp **slog.Logger) (Identity, string, targets.Target, *refusal) {
+	log := *logp
+	defer func() { *logp = log }()
+	remote := ap.Addr()
+	if rf := c.checkOrigin(r); rf != nil {
+		log.Warn("origin refused", "origin", r.Header.Get("Origin"), "host", c.logHost(r))
+		return nil, "", targets.Target{}, rf.as("origin")
+	}
+	// Authentication comes before any token lookup: a stranger learns
+	// nothing about tokens, and costs no lookups.
+	id, rf := s.door(c, r, requestTLS(r, cc), false, log)
+	if rf != nil {
+		return nil, "", targets.Target{}, rf.as("auth")
+	}
+	if len(id) > 0 {
+		log = log.With("identity", id[0])
+	}
+	token, err := ExtractToken(r, c.opts.Token)
+	if err != nil {
+		return nil, "", targets.Target{}, err.(*refusal).as("bad_token")
+	}
+	req := targets.Request{Path: r.URL.Path, Token: token, Host: r.Host, Remote: ap}
+	if token != "" {
+		log = log.With("token_hash", TokenHash(token))
+	}
+	t, err := c.resolver.Resolve(r.Context(), req)
+	if err != nil {
+		log.Warn("no target", "err", err)
+		switch {
+		case errors.Is(err, targets.ErrNotFound):
+			return nil, "", targets.Target{}, s.notFound(c, log, remote, token)
+		case errors.Is(err, targets.ErrUnavailable):
+			rf := refuse(http.StatusServiceUnavailable, "token lookup unavailable").as("lookup_unavailable")
+			rf.retryAfter = unavailableRetry
+			return nil, "", targets.Target{}, rf
+		}
+		return nil, "", targets.Target{}, refuse(http.StatusBadGateway, "target lookup failed").as("lookup_failed")
+	}
+	return id, token, t, nil
+}
+
+// notFound answers like an unknown token and, when a token was presented,
+// spends one of the client's failed lookups.
+func (s *Server) notFound(c *config, log *slog.Logger, remote netip.Addr, token string) *refusal {
+	if token != "" {
+		s.spendFailure(c, log, remote)
+	}
+	return refuse(http.StatusNotFound, "not found")
+}
+
+// dial connects to t within the settings' timeout: a PROXY header first
+// when the target wants one, then TLS when the target or the Options ask
+// for it. It reports the dial to the Observer under label.
+func (s *Server) dial(c *config, ctx context.Context, t targets.Target, set targets.Settings, from proxyAddrs, label string) (net.Conn, error) {
+	start := time.Now()
+	conn, err := s.dialTarget(c, ctx, t, set, from)
+	s.obs.Dialled(label, time.Since(start), err)
+	return conn, err
+}
+
+func (s *Server) dialTarget(c *config, ctx context.Context, t targets.Target, set targets.Settings, from proxyAddrs) (net.Conn, error) {
 	cfg := t.TLS
 	if cfg == nil {
-		cfg = s.opts.TargetTLS
+		cfg = c.opts.TargetTLS
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, set.DialTimeout)
 	defer cancel()
-	c, err := t.Dial(ctx, timeout)
-	if err != nil || cfg == nil {
-		return c, err
+	conn, err := t.Dial(ctx, set.DialTimeout)
+	if err != nil {
+		return nil, err
+	}
+	if set.ProxyProtocol != 0 {
+		if err := writeProxyHeader(conn, set.ProxyProtocol, from, ctx); err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
+	if cfg == nil {
+		return conn, nil
 	}
 	if cfg.ServerName == "" {
 		cfg = cfg.Clone()
@@ -638,9 +707,9 @@ func (s *Server) dial(ctx context.Context, t targets.Target, timeout time.Durati
 			cfg.ServerName, _, _ = net.SplitHostPort(t.Address)
 		}
 	}
-	tc := tls.Client(c, cfg)
+	tc := tls.Client(conn, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
-		c.Close()
+		conn.Close()
 		return nil, fmt.Errorf("TLS toward target: %w", err)
 	}
 	return tc, nil
@@ -648,11 +717,13 @@ func (s *Server) dial(ctx context.Context, t targets.Target, timeout time.Durati
 
 // sessionSettings applies a target's overrides to the server's settings.
 func sessionSettings(o *Options, over *targets.Settings) targets.Settings {
-	set := targets.Settings{DialTimeout: o.DialTimeout, PingInterval: o.PingInterval, MessageLimit: o.MessageLimit}
+	set := targets.Settings{DialTimeout: o.DialTimeout, PingInterval: o.PingInterval, MessageLimit: o.MessageLimit, Record: o.Record}
 	if over != nil {
 		setNonZero(&set.DialTimeout, over.DialTimeout)
 		setNonZero(&set.PingInterval, over.PingInterval)
 		setNonZero(&set.MessageLimit, over.MessageLimit)
+		set.ProxyProtocol = over.ProxyProtocol
+		setNonZero(&set.Record, over.Record)
 	}
 	return set
 }
@@ -694,6 +765,8 @@ func (s *Server) untrack(sess *session) {
 	defer s.mu.Unlock()
 	if _, ok := s.sessions[sess]; ok {
 		delete(s.sessions, sess)
+		s.doneIn += sess.bytesIn.Load()
+		s.doneOut += sess.bytesOut.Load()
 		s.wg.Done()
 	}
 }
@@ -739,7 +812,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, sess := range live {
 		sess.shutdown()
 	}
-	t := time.NewTimer(s.opts.Linger + time.Second)
+	t := time.NewTimer(s.cfg.Load().opts.Linger + time.Second)
 	defer t.Stop()
 	select {
 	case <-done:

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/wsbridge/wsbridge/targets"
 )
 
 // Close reasons sent to clients.
@@ -24,6 +26,7 @@ const (
 	reasonLifetime     = "Session lifetime exceeded"
 	reasonText         = "Text frames are not supported"
 	reasonBase64       = "Invalid base64"
+	reasonRetired      = "Target removed"
 )
 
 var errTextFrame = errors.New("text message on a binary session")
@@ -60,8 +63,12 @@ type ending struct {
 //     until its own FIN or the end of the Linger, so the socket closes
 //     without a reset that would discard bytes still in the kernel buffer.
 type session struct {
-	srv  *Server
-	ws   *websocket.Conn
+	srv    *Server
+	cfg    *config // the configuration the session started with
+	target targets.Target
+	label  string    // the target's metric label
+	rec    Recording // nil when not recording
+	ws     *websocket.Conn
 	cc   net.Conn // the client's connection for write deadlines, or nil
 	tc   net.Conn
 	mode Mode
@@ -86,8 +93,9 @@ type session struct {
 	outEnded  chan struct{} // closed when the target reader's waits must stop
 	outOnce   sync.Once
 
-	stop     chan struct{} // closed by Server.Shutdown
+	stop     chan struct{} // closed by Server.Shutdown or Retire
 	stopOnce sync.Once
+	stopEnd  *ending // how the session ends once stop is closed
 }
 
 // endWaits stops the pumps' waits for bandwidth: the session's linger is
@@ -116,6 +124,7 @@ func (s *session) throttle(d *direction, n int, now time.Time, t **time.Timer, s
 	if w <= 0 {
 		return now, nil
 	}
+	s.srv.obs.Waited(d.name, w)
 	if *t == nil {
 		*t = time.NewTimer(w)
 	} else {
@@ -129,7 +138,18 @@ func (s *session) throttle(d *direction, n int, now time.Time, t **time.Timer, s
 	}
 }
 
-func (s *session) shutdown() { s.stopOnce.Do(func() { close(s.stop) }) }
+func (s *session) shutdown() {
+	s.stopWith(&ending{code: websocket.StatusGoingAway, reason: reasonShutdown, by: "server", send: true})
+}
+
+// stopWith ends the session from outside with end, unless something else
+// ended or stopped it first.
+func (s *session) stopWith(end *ending) {
+	s.stopOnce.Do(func() {
+		s.stopEnd = end
+		close(s.stop)
+	})
+}
 
 // kill cuts both connections at once. It is the last resort of Shutdown for
 // a session that did not end within its Linger.
@@ -145,7 +165,7 @@ func (s *session) run() ending {
 		s.ws.Close(s.failed.code, s.failed.reason)
 		return *s.failed
 	}
-	opts := &s.srv.opts
+	opts := &s.cfg.opts
 	s.lastActive.Store(time.Now().UnixNano())
 	s.wsFailed = make(chan error, 1)
 	up := make(chan error, 1)
@@ -186,7 +206,7 @@ func (s *session) run() ending {
 		case <-s.wsFailed:
 			end = ending{code: websocket.StatusAbnormalClosure, by: "client"}
 		case <-s.stop:
-			end = ending{code: websocket.StatusGoingAway, reason: reasonShutdown, by: "server", send: true}
+			end = *s.stopEnd
 		case <-pingC:
 			pinger.start(opts.PongTimeout)
 		case err := <-pinger.done:
@@ -219,7 +239,7 @@ func (s *session) run() ending {
 
 // finish closes both sides in the order the session doc describes.
 func (s *session) finish(end ending, upDone, downDone bool, up, down <-chan error) {
-	linger := s.srv.opts.Linger
+	linger := s.cfg.opts.Linger
 	if end.unresponsive {
 		// Time for the close frame to leave, not for an answer.
 		linger = min(linger, 100*time.Millisecond)
@@ -332,7 +352,7 @@ func isNetError(err error) bool {
 // copied, so an idle session holds none on this side.
 func (s *session) clientToTarget() error {
 	ctx := context.Background()
-	strict := s.srv.opts.StrictText && s.mode == Binary
+	strict := s.cfg.opts.StrictText && s.mode == Binary
 	var dec b64Decoder
 	for {
 		typ, r, err := s.ws.Reader(ctx)
@@ -413,8 +433,11 @@ func (s *session) writeTarget(p []byte) error {
 		s.waitStart.Store(0)
 		return err
 	}
-	if wt := s.srv.opts.WriteTimeout; wt > 0 {
+	if wt := s.cfg.opts.WriteTimeout; wt > 0 {
 		s.tc.SetWriteDeadline(now.Add(wt))
+	}
+	if s.rec != nil {
+		s.rec.Frame(true, now.Sub(s.start), p)
 	}
 	n, err := s.tc.Write(p)
 	end := time.Now().UnixNano()
@@ -446,7 +469,7 @@ func (s *session) targetToClient() error {
 	}
 	src = src[:min(len(src), s.out.chunk)]
 	var timer *time.Timer
-	wt := s.srv.opts.WriteTimeout
+	wt := s.cfg.opts.WriteTimeout
 	failed := false
 	for {
 		n, err := s.tc.Read(src)
@@ -457,6 +480,9 @@ func (s *session) targetToClient() error {
 			}
 			s.lastActive.Store(now.UnixNano())
 			p := src[:n]
+			if s.rec != nil {
+				s.rec.Frame(false, now.Sub(s.start), p)
+			}
 			if enc != nil {
 				base64.StdEncoding.Encode(enc, p)
 				p = enc[:base64.StdEncoding.EncodedLen(n)]

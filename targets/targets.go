@@ -70,6 +70,14 @@ type Settings struct {
 	// forms of bridge.Identity ("user:alice", "cert:ops.example.com"); a
 	// request without one of them is refused before the target is dialled.
 	Identities []string
+	// ProxyProtocol, 1 or 2, sends the target a PROXY protocol header of
+	// that version before any byte of the client's, naming the client's
+	// address, so that a VNC or SSH server that reads it logs the browser
+	// and not the bridge. Zero sends none.
+	ProxyProtocol int
+	// Record names the format in which the bridge's Recorder records the
+	// target's sessions ("novnc" or "raw"); "" records nothing.
+	Record string
 }
 
 // String returns the address in the form bridge.hcl accepts: "host:port" or

@@ -27,6 +27,16 @@ type Config struct {
 	// DrainTimeout is how long a stopping wsbridge lets sessions run
 	// before it closes them with 1001.
 	DrainTimeout string `hcl:"drain_timeout,optional"`
+	// ReloadGrace is how long the sessions of a target that a reload
+	// removed may go on before they close with 1012.
+	ReloadGrace string `hcl:"reload_grace,optional"`
+	// PIDFile, when set, gets the process ID while wsbridge runs, for
+	// `wsbridge reload` and init scripts.
+	PIDFile string `hcl:"pid_file,optional"`
+
+	Listeners []ListenerConfig `hcl:"listener,block"`
+	Admin     *AdminConfig     `hcl:"admin,block"`
+	Recording *RecordingConfig `hcl:"recording,block"`
 
 	Log       *LogConfig       `hcl:"log,block"`
 	HTTP      *HTTPConfig      `hcl:"http,block"`
@@ -52,6 +62,51 @@ type LogConfig struct {
 	Level  string `hcl:"level,optional"`  // debug, info, warn, error
 	Format string `hcl:"format,optional"` // text or json
 	File   string `hcl:"file,optional"`   // "" is standard error
+	// Syslog sends the log to a syslog daemon instead: a Unix socket
+	// path ("/dev/log") or "udp:host:port".
+	Syslog string `hcl:"syslog,optional"`
+
+	legacySyslog bool // websockify's --legacy-syslog
+}
+
+// ListenerConfig is a listener block: one more address to serve on.
+type ListenerConfig struct {
+	Name string `hcl:"name,label"`
+	// Address is "host:port", "unix:/path", "systemd" (every socket
+	// systemd passed) or "systemd:NAME" (the sockets of that
+	// FileDescriptorName).
+	Address string `hcl:"address"`
+	// Mode is the file mode of a Unix socket, in octal. Default "0600".
+	Mode string `hcl:"mode,optional"`
+	// ProxyProtocol is off, optional or require: whether clients in
+	// TrustedProxies send a PROXY protocol header.
+	ProxyProtocol  string   `hcl:"proxy_protocol,optional"`
+	TrustedProxies []string `hcl:"trusted_proxies,optional"`
+}
+
+// AdminConfig is the admin block: metrics and health checks on their own
+// listener.
+type AdminConfig struct {
+	Listen string `hcl:"listen,optional"`
+	// ReadyTargets are configured targets that /readyz dials.
+	ReadyTargets []string `hcl:"ready_targets,optional"`
+	// SelfCheck makes /readyz open a WebSocket through the first listener
+	// to a built-in echo.
+	SelfCheck bool `hcl:"self_check,optional"`
+}
+
+// RecordingConfig is the recording block: where targets with record set
+// write their sessions, and the caps.
+type RecordingConfig struct {
+	Dir          string `hcl:"dir"`
+	MaxFileSize  string `hcl:"max_file_size,optional"`
+	MaxTotalSize string `hcl:"max_total_size,optional"`
+	// All records every session in this format ("novnc" or "raw"),
+	// targets from token sources included; "" records only the targets
+	// with record set.
+	All string `hcl:"all,optional"`
+	// prefix names files websockify's way (FILE.N) for --record FILE.
+	prefix string
 }
 
 // HTTPConfig is the http block: everything before the upgrade.
@@ -65,6 +120,9 @@ type HTTPConfig struct {
 	AllowNoOrigin bool     `hcl:"allow_no_origin,optional"`
 	// CSP is the web root's Content-Security-Policy; "" is the default.
 	CSP string `hcl:"content_security_policy,optional"`
+	// TrustedProxies are the networks of HTTP proxies whose
+	// X-Forwarded-For or Forwarded header names the client.
+	TrustedProxies []string `hcl:"trusted_proxies,optional"`
 }
 
 // TLSConfig is the tls block: wss:// and https:// on the listener.
@@ -170,6 +228,11 @@ type TargetConfig struct {
 
 	Identities []string         `hcl:"identities,optional"`
 	TLS        *TargetTLSConfig `hcl:"tls,block"`
+
+	// ProxyProtocol, "v1" or "v2", sends the target a PROXY header.
+	ProxyProtocol string `hcl:"proxy_protocol,optional"`
+	// Record, "novnc" or "raw", records the target's sessions.
+	Record string `hcl:"record,optional"`
 }
 
 // TokenFileConfig is a token_file block.
@@ -226,6 +289,7 @@ func defaultConfig() *Config {
 	return &Config{
 		Listen:       "127.0.0.1:6080",
 		DrainTimeout: "10s",
+		ReloadGrace:  "30s",
 		Log:          &LogConfig{Level: "info", Format: "text"},
 		HTTP: &HTTPConfig{
 			HeaderTimeout: "10s",
@@ -301,6 +365,11 @@ func parseConfig(src []byte, filename string) (*Config, *source, hcl.Diagnostics
 	cfg := defaultConfig()
 	diags = append(diags, gohcl.DecodeBody(f.Body, evalContext(), cfg)...)
 	diags = append(diags, s.duplicateBlocks()...)
+	if len(cfg.Listeners) > 0 && s.at("listen") == nil {
+		// listener blocks replace the default address; a listen the file
+		// sets is served beside them.
+		cfg.Listen = ""
+	}
 	blockDefaults(cfg)
 	return cfg, s, diags
 }
@@ -311,6 +380,20 @@ func blockDefaults(cfg *Config) {
 	if t := cfg.TLS; t != nil {
 		setEmpty(&t.MinVersion, "1.2")
 		setEmpty(&t.ReloadInterval, "10s")
+	}
+	for i := range cfg.Listeners {
+		l := &cfg.Listeners[i]
+		setEmpty(&l.ProxyProtocol, "off")
+		if strings.HasPrefix(l.Address, "unix:") {
+			setEmpty(&l.Mode, "0600")
+		}
+	}
+	if a := cfg.Admin; a != nil {
+		setEmpty(&a.Listen, "127.0.0.1:9680")
+	}
+	if r := cfg.Recording; r != nil {
+		setEmpty(&r.MaxFileSize, "100MiB")
+		setEmpty(&r.MaxTotalSize, "1GiB")
 	}
 	if a := cfg.Auth; a != nil {
 		setEmpty(&a.Realm, "wsbridge")

@@ -23,9 +23,9 @@ func TestExampleConfig(t *testing.T) {
 	for _, s := range st.sources {
 		order = append(order, s.label())
 	}
-	if st.listen != "127.0.0.1:6080" || len(st.routes) != 5 || strings.Join(order, ",") !=
+	if len(st.listeners) != 1 || st.listeners[0].address != "127.0.0.1:6080" || len(st.routes) != 5 || strings.Join(order, ",") !=
 		`token_file "desktops",token_redis "fleet",token_jwt "signed",token_http "lookup",socket_dir "vms"` {
-		t.Errorf("bridge.hcl decoded to listen %q, %d routes, sources %q", st.listen, len(st.routes), order)
+		t.Errorf("bridge.hcl decoded to listeners %v, %d routes, sources %q", st.listeners, len(st.routes), order)
 	}
 	// The example states every default: decoding it must change nothing
 	// but the optional blocks (targets, sources, tls, auth, target_tls)
@@ -49,7 +49,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(diags)
 	}
 	b := st.bridge
-	if st.listen != "127.0.0.1:6080" || b.DialTimeout != 10*time.Second || b.PingInterval != 25*time.Second ||
+	if len(st.listeners) != 1 || st.listeners[0].address != "127.0.0.1:6080" || b.DialTimeout != 10*time.Second || b.PingInterval != 25*time.Second ||
 		b.PongTimeout != 15*time.Second || b.WriteTimeout != 30*time.Second || b.MessageLimit != 64<<10 ||
 		b.MaxHeaderBytes != 16<<10 || b.HeaderTimeout != 10*time.Second || st.drain != 10*time.Second ||
 		b.IdleTimeout != 0 || b.MaxLifetime != 0 || !b.RefuseNoOrigin || len(b.Origins) != 0 ||

@@ -61,7 +61,7 @@ func TestWebsockifyTLSAndSIGHUP(t *testing.T) {
 	second := ca.Server(t, "bridge renewed", "127.0.0.1")
 	second.Write(t, dir, "bridge")
 	d.cmd.Process.Signal(syscall.SIGHUP)
-	if !d.waitLog(t, "SIGHUP: TLS certificates reloaded") {
+	if !d.waitLog(t, "msg=reloaded") {
 		t.Fatalf("no reload line:\n%s", d.log())
 	}
 	if got := serial(); got != second.Cert.SerialNumber.String() {

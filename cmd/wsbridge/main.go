@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -51,25 +52,38 @@ func exitCode(err error, stderr io.Writer) int {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return serve(ctx, embeddedConfig(), nil, &procOptions{}, stderr)
+		return serve(ctx, embedded, &procOptions{}, stderr)
 	}
 	switch args[0] {
 	case "run":
 		return cmdRun(ctx, args[1:], stderr)
 	case "check":
 		return cmdCheck(args[1:], stdout, stderr)
+	case "reload":
+		return cmdReload(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "wsbridge %s\n", buildVersion())
 		return nil
 	case "help", "-h", "-help", "--help":
 		return cmdHelp(args[1:], stdout)
 	}
-	cfg, proc, err := parseWebsockify(args)
+	_, proc, err := parseWebsockify(args)
 	if err != nil {
 		return err
 	}
-	return serve(ctx, cfg, nil, proc, stderr)
+	// A reload reads the command line again: token files, certificates
+	// and credentials are re-read, the options stay.
+	return serve(ctx, func() (*Config, *source, hcl.Diagnostics) {
+		cfg, _, err := parseWebsockify(args)
+		if err != nil {
+			return nil, nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid command line", Detail: err.Error()}}
+		}
+		return cfg, nil, nil
+	}, proc, stderr)
 }
+
+// embedded loads the embedded defaults.
+func embedded() (*Config, *source, hcl.Diagnostics) { return embeddedConfig(), nil, nil }
 
 func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -95,16 +109,73 @@ const runUsage = `usage: wsbridge run [-config FILE]
 
 Runs the bridge with the configuration in FILE, or on the embedded
 defaults (listen 127.0.0.1:6080, target 127.0.0.1:5900) without -config.
-SIGINT or SIGTERM drains sessions and exits.
+SIGHUP (or wsbridge reload) re-reads FILE; SIGINT or SIGTERM drains
+sessions and exits.
 
 `
 
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
-	cfg, src, err := configCommand("run", runUsage, args, stderr)
+	path, err := configFlag("run", runUsage, args, stderr)
 	if err != nil {
 		return err
 	}
-	return serve(ctx, cfg, src, &procOptions{}, stderr)
+	if path == "" {
+		return serve(ctx, embedded, &procOptions{}, stderr)
+	}
+	return serve(ctx, func() (*Config, *source, hcl.Diagnostics) {
+		cfg, src, diags := loadConfig(path)
+		if diags.HasErrors() && cfg != nil {
+			// Report the values' problems too, so one run shows them all.
+			_, more := validate(cfg, src)
+			diags = append(diags, more...)
+		}
+		return cfg, src, diags
+	}, &procOptions{}, stderr)
+}
+
+const reloadUsage = `usage: wsbridge reload [-config FILE | -pid-file FILE]
+
+Asks the running wsbridge to re-read its configuration (SIGHUP to the
+process whose ID is in the pid_file that FILE names, or in -pid-file).
+The daemon logs what changed, or why it refused the new configuration.
+Under systemd, use systemctl reload wsbridge; on Windows, the service
+manager.
+
+`
+
+func cmdReload(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("reload", reloadUsage, stderr)
+	path := fs.String("config", "", "bridge.hcl `file` whose pid_file to read")
+	pidFile := fs.String("pid-file", "", "`file` holding the process ID")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 || (*path == "") == (*pidFile == "") {
+		return usagef("reload takes -config FILE or -pid-file FILE")
+	}
+	if *path != "" {
+		cfg, _, err := configFrom(*path, stderr)
+		if err != nil {
+			return err
+		}
+		if cfg.PIDFile == "" {
+			return usagef("%s sets no pid_file, so the running wsbridge cannot be found: use -pid-file, or systemctl reload", *path)
+		}
+		*pidFile = cfg.PIDFile
+	}
+	data, err := os.ReadFile(*pidFile)
+	if err != nil {
+		return fmt.Errorf("is wsbridge running? %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 0 {
+		return fmt.Errorf("%s does not hold a process ID", *pidFile)
+	}
+	if err := signalReload(pid); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "asked wsbridge (process %d) to reload; its log says what changed\n", pid)
+	return nil
 }
 
 const checkUsage = `usage: wsbridge check [-config FILE]
@@ -125,7 +196,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		return errReported
 	}
 	discard := slog.New(slog.DiscardHandler)
-	if _, err := buildDoor(st, &bridge.Options{}, discard); err != nil {
+	if _, err := buildDoor(st, &bridge.Options{}, discard, nil); err != nil {
 		fmt.Fprintf(stderr, "%v\n", err)
 		return errReported
 	}
@@ -142,15 +213,24 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 // configCommand parses the flags of a command that takes -config FILE and
 // nothing else, and loads the configuration.
 func configCommand(name, usage string, args []string, stderr io.Writer) (*Config, *source, error) {
+	path, err := configFlag(name, usage, args, stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	return configFrom(path, stderr)
+}
+
+// configFlag parses -config FILE, a command's only flag.
+func configFlag(name, usage string, args []string, stderr io.Writer) (string, error) {
 	fs := newFlagSet(name, usage, stderr)
 	path := fs.String("config", "", "bridge.hcl `file`")
 	if err := parseFlags(fs, args); err != nil {
-		return nil, nil, err
+		return "", err
 	}
 	if fs.NArg() > 0 {
-		return nil, nil, usagef("%s takes no arguments, got %q", name, fs.Args())
+		return "", usagef("%s takes no arguments, got %q", name, fs.Args())
 	}
-	return configFrom(*path, stderr)
+	return *path, nil
 }
 
 // configFrom loads path, or returns the embedded defaults for "".
@@ -210,6 +290,7 @@ usage:
                                     listen 127.0.0.1:6080, target 127.0.0.1:5900
   wsbridge run [-config FILE]       run with a bridge.hcl file
   wsbridge check [-config FILE]     validate and print the effective configuration
+  wsbridge reload -config FILE      ask the running wsbridge to re-read FILE
   wsbridge version                  print the version
   wsbridge help [websockify]        this text, or the websockify command line
   wsbridge [websockify options] [source_addr:]source_port target_addr:target_port

@@ -16,8 +16,8 @@ import (
 	"github.com/coder/websocket"
 )
 
-// daemon is a wsbridge process started by a test.
-type daemon struct {
+// process is a wsbridge process started by a test.
+type process struct {
 	cmd  *exec.Cmd
 	addr string // where it listens
 	mu   sync.Mutex
@@ -28,9 +28,9 @@ type daemon struct {
 var listeningRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
 
 // startDaemon runs the built binary and waits for its "listening" line.
-func startDaemon(t *testing.T, args ...string) *daemon {
+func startDaemon(t *testing.T, args ...string) *process {
 	t.Helper()
-	d := &daemon{cmd: exec.Command(wsbridgeBinary(t), args...), done: make(chan error, 1)}
+	d := &process{cmd: exec.Command(wsbridgeBinary(t), args...), done: make(chan error, 1)}
 	stderr, err := d.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +67,7 @@ func startDaemon(t *testing.T, args ...string) *daemon {
 	return d
 }
 
-func (d *daemon) log() string {
+func (d *process) log() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.logs.String()
@@ -75,7 +75,7 @@ func (d *daemon) log() string {
 
 // waitLog waits until the log holds substr: the log is read from a pipe,
 // so a line the process wrote a moment ago may not be in yet.
-func (d *daemon) waitLog(t *testing.T, substr string) bool {
+func (d *process) waitLog(t *testing.T, substr string) bool {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !strings.Contains(d.log(), substr) {
@@ -88,7 +88,7 @@ func (d *daemon) waitLog(t *testing.T, substr string) bool {
 }
 
 // wait returns the process's exit code, failing if it does not exit in time.
-func (d *daemon) wait(t *testing.T, within time.Duration) int {
+func (d *process) wait(t *testing.T, within time.Duration) int {
 	t.Helper()
 	select {
 	case err := <-d.done:

@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"time"
 
@@ -18,92 +15,9 @@ import (
 	"github.com/wsbridge/wsbridge/targets"
 )
 
-// serve validates cfg, wires the packages together and runs until ctx ends
-// (SIGINT or SIGTERM) or a websockify process option says to stop; then it
-// drains.
-func serve(ctx context.Context, cfg *Config, src *source, proc *procOptions, stderr io.Writer) error {
-	st, diags := validate(cfg, src)
-	if diags.HasErrors() {
-		printDiags(stderr, diags)
-		return errReported
-	}
-	logger, closeLog, err := newLogger(st, stderr)
-	if err != nil {
-		return err
-	}
-	defer closeLog()
-	for _, w := range proc.warnings {
-		logger.Warn(w)
-	}
-
-	opts := st.bridge
-	opts.Logger = logger
-	store, err := buildDoor(st, &opts, logger)
-	if err != nil {
-		return err
-	}
-	resolver, closeSources, err := buildResolver(ctx, st, logger, false)
-	if err != nil {
-		return err
-	}
-	defer closeSources()
-	if st.web != "" {
-		files, err := bridge.NewStaticFiles(st.web, st.csp)
-		if err != nil {
-			return fmt.Errorf("web root: %w", err)
-		}
-		defer files.Close()
-		opts.Files = files
-	}
-	srv := bridge.New(resolver, &opts)
-	wctx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	if store != nil {
-		go store.Watch(wctx, st.tlsReload)
-	}
-	go reloadOnHangup(wctx, store, logger)
-
-	ln, err := net.Listen("tcp", st.listen)
-	if err != nil {
-		return err
-	}
-	for _, r := range st.routes {
-		logger.Info("bridging", routeAttrs(r)...)
-	}
-
-	scheme := "ws"
-	if opts.TLS != nil {
-		scheme = "wss"
-		if opts.AllowPlain {
-			scheme = "ws+wss"
-		}
-	}
-	maxSessions := srv.Limits().MaxSessions
-	if st.bridge.MaxSessions > maxSessions {
-		logger.Warn("limits.max_sessions is above what the open-files limit allows; using the ceiling", "max_sessions", st.bridge.MaxSessions, "ceiling", maxSessions)
-	}
-	logger.Info("listening", "addr", ln.Addr().String(), "scheme", scheme, "version", buildVersion(), "web", st.web, "max_sessions", maxSessions)
-
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	why, err := waitForStop(ctx, srv, proc, served)
-	if err != nil {
-		return err
-	}
-	logger.Info("shutting down", "reason", why, "drain", st.drain, "sessions", srv.Active())
-	sctx, cancel := context.WithTimeout(context.Background(), st.drain)
-	srv.Shutdown(sctx)
-	cancel()
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	logger.Info("stopped", "sessions_total", srv.Total())
-	return nil
-}
-
 // waitForStop returns why the daemon should stop, or the error that stopped
 // the listener.
-func waitForStop(ctx context.Context, srv *bridge.Server, proc *procOptions, served <-chan error) (string, error) {
+func waitForStop(ctx context.Context, srv *bridge.Server, proc *procOptions, served <-chan error, hup <-chan os.Signal, reload func()) (string, error) {
 	var tick <-chan time.Time
 	if proc.runOnce || proc.timeout > 0 || proc.idleTimeout > 0 {
 		t := time.NewTicker(100 * time.Millisecond)
@@ -115,6 +29,8 @@ func waitForStop(ctx context.Context, srv *bridge.Server, proc *procOptions, ser
 		select {
 		case <-ctx.Done():
 			return "signal", nil
+		case <-hup:
+			reload()
 		case err := <-served:
 			return "", fmt.Errorf("listener: %w", err)
 		case now := <-tick:
@@ -154,9 +70,16 @@ func routeAttrs(r targets.Route) []any {
 // buildDoor reads the TLS and credential files into opts. It returns the
 // certificate store to watch, or nil without TLS. Routes get their TLS
 // toward targets too.
-func buildDoor(st *settings, opts *bridge.Options, logger *slog.Logger) (*tlsfiles.Store, error) {
-	var store *tlsfiles.Store
-	if st.tls != nil {
+func buildDoor(st *settings, opts *bridge.Options, logger *slog.Logger, store *tlsfiles.Store) (*tlsfiles.Store, error) {
+	switch {
+	case st.tls != nil && store != nil:
+		// A reload: the listeners keep their tls.Config, whose callback
+		// reads the store.
+		if err := store.Update(st.tls); err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		opts.TLS = store.Config()
+	case st.tls != nil:
 		o := *st.tls
 		o.Logger = logger
 		var err error
@@ -317,21 +240,4 @@ func buildSource(ctx context.Context, spec *sourceSpec, logger *slog.Logger, che
 		return d, nil, d.Check()
 	}
 	return nil, nil, fmt.Errorf("unknown token source")
-}
-
-func newLogger(st *settings, stderr io.Writer) (*slog.Logger, func(), error) {
-	w, closeFn := stderr, func() {}
-	if st.logFile != "" {
-		f, err := os.OpenFile(st.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-		if err != nil {
-			return nil, nil, fmt.Errorf("log file: %w", err)
-		}
-		w, closeFn = f, func() { f.Close() }
-	}
-	ho := &slog.HandlerOptions{Level: st.logLevel}
-	var h slog.Handler = slog.NewTextHandler(w, ho)
-	if st.logJSON {
-		h = slog.NewJSONHandler(w, ho)
-	}
-	return slog.New(h), closeFn, nil
 }

@@ -3,12 +3,18 @@
 package main
 
 import (
-	"context"
-	"log/slog"
-
-	"github.com/wsbridge/wsbridge/internal/tlsfiles"
+	"errors"
+	"os"
 )
 
-// reloadOnHangup does nothing where there is no SIGHUP; the files are
-// still watched.
-func reloadOnHangup(context.Context, *tlsfiles.Store, *slog.Logger) {}
+// hangups delivers nothing: there is no SIGHUP here. The Windows service
+// reloads on the service manager's "parameters changed" control instead.
+func hangups() (<-chan os.Signal, func()) { return nil, func() {} }
+
+// signalReload cannot signal a process here.
+func signalReload(int) error {
+	return errors.New("there is no reload signal on this system: restart the service, or use the service manager")
+}
+
+// withUmask runs fn: there is no umask here.
+func withUmask(_ int, fn func() error) error { return fn() }

@@ -3,36 +3,32 @@
 package main
 
 import (
-	"context"
-	"log/slog"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
-
-	"github.com/wsbridge/wsbridge/internal/tlsfiles"
 )
 
-// reloadOnHangup reloads the TLS files on every SIGHUP until ctx ends.
-// Without TLS (store nil) it still catches SIGHUP, whose default would end
-// the process, and says that there is nothing to reload.
-func reloadOnHangup(ctx context.Context, store *tlsfiles.Store, logger *slog.Logger) {
+// hangups delivers SIGHUP, the reload signal, until stop is called. While
+// it runs, SIGHUP no longer ends the process.
+func hangups() (<-chan os.Signal, func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-		}
-		if store == nil {
-			logger.Warn("SIGHUP: no TLS files to reload; other settings take effect on restart")
-			continue
-		}
-		if _, err := store.Reload(true); err != nil {
-			logger.Error("SIGHUP: TLS files do not load; the previous certificates stay in use", "err", err)
-			continue
-		}
-		logger.Info("SIGHUP: TLS certificates reloaded")
+	return hup, func() { signal.Stop(hup) }
+}
+
+// signalReload asks the wsbridge with process ID pid to reload.
+func signalReload(pid int) error {
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		return fmt.Errorf("signal process %d: %w", pid, err)
 	}
+	return nil
+}
+
+// withUmask runs fn with the process's umask set to mask. The umask is
+// process-wide: fn runs at start, before any other goroutine makes files.
+func withUmask(mask int, fn func() error) error {
+	old := syscall.Umask(mask)
+	defer syscall.Umask(old)
+	return fn()
 }

@@ -183,8 +183,18 @@ func (v *validator) validateTargets(cfg *Config, st *settings) (fallback string,
 		set.MaxSessions = tc.MaxSessions
 		set.BandwidthIn = v.bandwidth(tc.BandwidthIn, "target", tc.Name, "bandwidth_in")
 		set.BandwidthOut = v.bandwidth(tc.BandwidthOut, "target", tc.Name, "bandwidth_out")
+		switch tc.ProxyProtocol {
+		case "":
+		case "v1":
+			set.ProxyProtocol = 1
+		case "v2":
+			set.ProxyProtocol = 2
+		default:
+			v.errorf(v.src.at("target", tc.Name, "proxy_protocol"), label+" proxy_protocol", "%q: want v1 or v2", tc.ProxyProtocol)
+		}
+		set.Record = tc.Record
 		if set.DialTimeout != 0 || set.PingInterval != 0 || set.MessageLimit != 0 || len(set.Identities) > 0 ||
-			set.MaxSessions != 0 || set.BandwidthIn != 0 || set.BandwidthOut != 0 {
+			set.MaxSessions != 0 || set.BandwidthIn != 0 || set.BandwidthOut != 0 || set.ProxyProtocol != 0 || set.Record != "" {
 			rt.Target.Settings = &set
 		}
 		if tc.TLS != nil {

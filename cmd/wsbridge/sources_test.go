@@ -110,7 +110,7 @@ token_redis "fleet" {
 `)
 	a := startDaemon(t, "run", "-config", cfg)
 	b := startDaemon(t, "run", "-config", cfg)
-	for _, d := range []*daemon{a, b} {
+	for _, d := range []*process{a, b} {
 		echoThrough(t, "ws://"+d.addr+"/websockify?token=desk1")
 		echoThrough(t, "ws://"+d.addr+"/?token=desk2")
 		if s := statusOf(t, "ws://"+d.addr+"/?token=evil"); s != 404 {
@@ -134,7 +134,7 @@ token_redis "fleet" {
 	if s := statusOf(t, "ws://"+a.addr+"/?token=desk1"); s != 503 {
 		t.Errorf("redis down: status %d, want 503", s)
 	}
-	for _, d := range []*daemon{a, b} {
+	for _, d := range []*process{a, b} {
 		logs := d.log()
 		if strings.Contains(logs, "fleet-pass") || strings.Contains(logs, "desk1") || strings.Contains(logs, "token=evil") {
 			t.Errorf("a secret or token reached the log:\n%s", logs)

@@ -12,21 +12,29 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/internal/recorder"
 	"github.com/wsbridge/wsbridge/internal/tlsfiles"
 	"github.com/wsbridge/wsbridge/targets"
 )
 
 // settings is a validated Config in the types the packages take.
 type settings struct {
-	listen   string
-	web      string
-	drain    time.Duration
-	logLevel slog.Level
-	logJSON  bool
-	logFile  string
-	bridge   bridge.Options // without Logger, Files, TLS and checkers, which wiring adds
-	routes   []targets.Route
-	sources  []*sourceSpec // the token chain, in order
+	listeners []listenerSpec
+	web       string
+	drain     time.Duration
+	grace     time.Duration // reload_grace
+	pidFile   string
+	syslog    string
+	// syslogLegacy is websockify's --legacy-syslog: RFC 3164 headers.
+	syslogLegacy bool
+	admin        *adminSpec
+	recording    *recorder.Options
+	logLevel     slog.Level
+	logJSON      bool
+	logFile      string
+	bridge       bridge.Options // without Logger, Files, TLS and checkers, which wiring adds
+	routes       []targets.Route
+	sources      []*sourceSpec // the token chain, in order
 
 	csp       string
 	tls       *tlsfiles.Options // nil: plain HTTP
@@ -130,12 +138,12 @@ func validate(cfg *Config, src *source) (*settings, hcl.Diagnostics) {
 	v := &validator{src: src}
 	st := &settings{web: cfg.Web}
 
-	// Port 0 asks the system for a free port; the log says which.
-	if _, port, err := net.SplitHostPort(cfg.Listen); err != nil || (port != "0" && !validPort(port)) {
-		v.errorf(src.at("listen"), "listen", "%q: want host:port, such as \"127.0.0.1:6080\" or \"[::]:6080\"", cfg.Listen)
-	}
-	st.listen = cfg.Listen
+	v.validateListeners(cfg, st)
 	st.drain = v.duration(cfg.DrainTimeout, "drain_timeout")
+	st.grace = v.duration(cfg.ReloadGrace, "reload_grace")
+	st.pidFile = cfg.PIDFile
+	v.validateAdmin(cfg, st)
+	v.validateRecording(cfg, st)
 
 	if l := cfg.Log; l != nil {
 		if err := st.logLevel.UnmarshalText([]byte(l.Level)); err != nil {
@@ -149,6 +157,14 @@ func validate(cfg *Config, src *source) (*settings, hcl.Diagnostics) {
 			v.errorf(src.at("log", "format"), "log.format", "%q: want text or json", l.Format)
 		}
 		st.logFile = l.File
+		st.syslog = l.Syslog
+		st.syslogLegacy = l.legacySyslog
+		if l.Syslog != "" && l.File != "" {
+			v.errorf(src.at("log", "syslog"), "log.syslog", "choose syslog or file, not both")
+		}
+		if l.Syslog != "" && !strings.HasPrefix(l.Syslog, "/") && !strings.HasPrefix(l.Syslog, "udp:") {
+			v.errorf(src.at("log", "syslog"), "log.syslog", "%q: want a socket path such as \"/dev/log\", or \"udp:host:port\"", l.Syslog)
+		}
 	}
 
 	b := &st.bridge
@@ -164,6 +180,7 @@ func validate(cfg *Config, src *source) (*settings, hcl.Diagnostics) {
 		b.Origins = h.Origins
 		b.RefuseNoOrigin = !h.AllowNoOrigin
 		st.csp = h.CSP
+		b.TrustedProxies = v.prefixes(h.TrustedProxies, "http", "trusted_proxies")
 	}
 	v.validateTLS(cfg, st)
 	v.validateAuth(cfg, st)
@@ -207,14 +224,19 @@ var loopbackHosts = []string{"localhost", "127.0.0.1", "[::1]"}
 func (v *validator) hosts(list []string, cfg *Config) []string {
 	at := v.src.at("http", "hosts")
 	if list == nil {
-		host, _, _ := net.SplitHostPort(cfg.Listen)
-		ip := net.ParseIP(host)
 		// With host tokens the Host header is the token, and cannot be
 		// listed.
-		if (host == "localhost" || ip != nil && ip.IsLoopback()) && cfg.Token.From != "host" {
-			return loopbackHosts
+		if cfg.Token.From == "host" {
+			return nil
 		}
-		return nil
+		for _, a := range listenAddresses(cfg) {
+			host, _, err := net.SplitHostPort(a)
+			ip := net.ParseIP(host)
+			if err != nil || host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+				return nil
+			}
+		}
+		return loopbackHosts
 	}
 	if slices.Contains(list, "*") {
 		if len(list) > 1 {

@@ -100,6 +100,20 @@ func Load(o *Options) (*Store, error) {
 	return s, nil
 }
 
+// Update replaces the store's files and settings, as a configuration
+// reload does, and loads them. On error nothing changes.
+func (s *Store) Update(o *Options) error {
+	n, err := Load(&Options{Pairs: o.Pairs, MinVersion: o.MinVersion, ClientCA: o.ClientCA, RequireClientCert: o.RequireClientCert, Logger: s.log})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts, s.sums = n.opts, n.sums
+	s.cur.Store(n.cur.Load())
+	return nil
+}
+
 // Config returns the configuration to serve with. It hands every
 // handshake the configuration loaded last.
 func (s *Store) Config() *tls.Config {

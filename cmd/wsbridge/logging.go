@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/wsbridge/wsbridge/internal/systemd"
+)
+
+// newLogger makes the logger the settings ask for: text or JSON, to
+// standard error, a file or syslog. On standard error under systemd
+// (JOURNAL_STREAM), text lines get the journal's "<N>" priority prefix
+// and no time stamp, which the journal adds itself.
+func newLogger(st *settings, level *slog.LevelVar, stderr io.Writer) (*slog.Logger, func(), error) {
+	w, closeFn := stderr, func() {}
+	journal := false
+	switch {
+	case st.syslog != "":
+		sw, err := dialSyslog(st.syslog)
+		if err != nil {
+			return nil, nil, fmt.Errorf("log.syslog: %w", err)
+		}
+		return slog.New(newSyslogHandler(sw, level, st.syslogLegacy)), func() { sw.Close() }, nil
+	case st.logFile != "":
+		f, err := os.OpenFile(st.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		if err != nil {
+			return nil, nil, fmt.Errorf("log file: %w", err)
+		}
+		w, closeFn = f, func() { f.Close() }
+	default:
+		journal = stderr == os.Stderr && systemd.JournalStream()
+	}
+	ho := &slog.HandlerOptions{Level: level}
+	if st.logJSON {
+		return slog.New(slog.NewJSONHandler(w, ho)), closeFn, nil
+	}
+	if journal {
+		return slog.New(newJournalHandler(w, level)), closeFn, nil
+	}
+	return slog.New(slog.NewTextHandler(w, ho)), closeFn, nil
+}
+
+// priority is the syslog severity of a level: the journal and syslog
+// both sort by it.
+func priority(l slog.Level) int {
+	switch {
+	case l >= slog.LevelError:
+		return 3
+	case l >= slog.LevelWarn:
+		return 4
+	case l >= slog.LevelInfo:
+		return 6
+	}
+	return 7
+}
+
+// prefixHandler writes each record as a text line without a time stamp,
+// after a prefix made from its level: "<N>" for the journal, a syslog
+// header for syslog.
+type prefixHandler struct {
+	mu     *sync.Mutex
+	w      io.Writer
+	prefix func(slog.Level) string
+	inner  slog.Handler // a text handler writing into buf
+	buf    *strings.Builder
+}
+
+func newJournalHandler(w io.Writer, level slog.Leveler) slog.Handler {
+	return newPrefixHandler(w, level, func(l slog.Level) string { return fmt.Sprintf("<%d>", priority(l)) })
+}
+
+func newPrefixHandler(w io.Writer, level slog.Leveler, prefix func(slog.Level) string) *prefixHandler {
+	buf := &strings.Builder{}
+	return &prefixHandler{
+		mu: &sync.Mutex{}, w: w, prefix: prefix, buf: buf,
+		inner: slog.NewTextHandler(buf, &slog.HandlerOptions{Level: level, ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}}),
+	}
+}
+
+func (h *prefixHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.inner.Enabled(ctx, l)
+}
+
+func (h *prefixHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.buf.Reset()
+	if err := h.inner.Handle(ctx, r); err != nil {
+		return err
+	}
+	_, err := io.WriteString(h.w, h.prefix(r.Level)+h.buf.String())
+	return err
+}
+
+func (h *prefixHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	c := *h
+	c.inner = h.inner.WithAttrs(attrs)
+	return &c
+}
+
+func (h *prefixHandler) WithGroup(name string) slog.Handler {
+	c := *h
+	c.inner = h.inner.WithGroup(name)
+	return &c
+}

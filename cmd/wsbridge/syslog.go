@@ -1,0 +1,47 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+// facilityDaemon is syslog's facility for system daemons.
+const facilityDaemon = 3
+
+// dialSyslog connects to a syslog daemon: a Unix datagram socket path
+// ("/dev/log") or "udp:host:port". Each log line is one datagram.
+func dialSyslog(addr string) (net.Conn, error) {
+	if hp, ok := strings.CutPrefix(addr, "udp:"); ok {
+		return net.Dial("udp", hp)
+	}
+	c, err := net.Dial("unixgram", addr)
+	if err != nil {
+		// Some daemons listen on a stream socket.
+		if sc, serr := net.Dial("unix", addr); serr == nil {
+			return sc, nil
+		}
+	}
+	return c, err
+}
+
+// newSyslogHandler writes records with an RFC 5424 header, or with the
+// older RFC 3164 "<PRI>tag[pid]: " when legacy is set (websockify's
+// --legacy-syslog).
+func newSyslogHandler(c net.Conn, level slog.Leveler, legacy bool) slog.Handler {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "-"
+	}
+	pid := os.Getpid()
+	return newPrefixHandler(c, level, func(l slog.Level) string {
+		pri := facilityDaemon*8 + priority(l)
+		if legacy {
+			return fmt.Sprintf("<%d>wsbridge[%d]: ", pri, pid)
+		}
+		return fmt.Sprintf("<%d>1 %s %s wsbridge %d - - ", pri, time.Now().UTC().Format(time.RFC3339Nano), host, pid)
+	})
+}
