@@ -30,10 +30,10 @@ type Observer interface {
 
 type nopObserver struct{}
 
-func (nopObserver) Refused(string)                        {}
+func (nopObserver) Refused(string)                       {}
 func (nopObserver) Dialled(string, time.Duration, error) {}
 func (nopObserver) Ended(string, string, int)            {}
-func (nopObserver) Waited(string, time.Duration)          {}
+func (nopObserver) Waited(string, time.Duration)         {}
 
 // DynamicTarget is the metric label of every target that came from a token
 // source: their addresses are not configuration and could be many.

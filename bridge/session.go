@@ -69,11 +69,11 @@ type session struct {
 	label  string    // the target's metric label
 	rec    Recording // nil when not recording
 	ws     *websocket.Conn
-	cc   net.Conn // the client's connection for write deadlines, or nil
-	tc   net.Conn
-	mode Mode
-	log  *slog.Logger
-	ping time.Duration // ping interval; <= 0 is off
+	cc     net.Conn // the client's connection for write deadlines, or nil
+	tc     net.Conn
+	mode   Mode
+	log    *slog.Logger
+	ping   time.Duration // ping interval; <= 0 is off
 
 	start  time.Time
 	failed *ending // set when the session ends before it starts
