@@ -89,6 +89,13 @@ func startBridge(t testing.TB, routes []targets.Route, tokens targets.Resolver, 
 
 func startBridgeResolver(t testing.TB, r targets.Resolver, opts *bridge.Options) *testBridge {
 	t.Helper()
+	return startBridgeWrapped(t, r, opts, nil)
+}
+
+// startBridgeWrapped is startBridgeResolver with the listener wrapped, as
+// a PROXY protocol reader wraps it; wrap gets the bridge's logger.
+func startBridgeWrapped(t testing.TB, r targets.Resolver, opts *bridge.Options, wrap func(net.Listener, *slog.Logger) net.Listener) *testBridge {
+	t.Helper()
 	if opts == nil {
 		opts = &bridge.Options{}
 	}
@@ -104,8 +111,12 @@ func startBridgeResolver(t testing.TB, r targets.Resolver, opts *bridge.Options)
 	if err != nil {
 		t.Fatal(err)
 	}
+	served := net.Listener(ln)
+	if wrap != nil {
+		served = wrap(ln, o.Logger)
+	}
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
+	go func() { done <- srv.Serve(served) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

@@ -348,6 +348,14 @@ Supported:
   --timeout SECONDS        exit SECONDS after start (draining live sessions)
   --run-once               exit after the first session ends
   --libserver              accepted, with a warning: it has no effect
+  --unix-listen FILE [--unix-listen-mode OCTAL]
+                           listen on a Unix socket (mode 0600 by default)
+  --inetd                  serve the listening socket on standard input
+  --syslog SERVER          log to syslog: a socket path, or host:port (UDP)
+  --legacy-syslog          RFC 3164 syslog headers instead of RFC 5424
+  --record FILE            record every session to FILE.1, FILE.2, ... in
+                           websockify's format (noVNC's player replays it);
+                           100 MiB per file, 1 GiB in the directory
 `
 
 func cmdHelp(args []string, stdout io.Writer) error {

@@ -30,7 +30,13 @@ var listeningRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
 // startDaemon runs the built binary and waits for its "listening" line.
 func startDaemon(t *testing.T, args ...string) *process {
 	t.Helper()
-	d := &process{cmd: exec.Command(wsbridgeBinary(t), args...), done: make(chan error, 1)}
+	return startCmd(t, exec.Command(wsbridgeBinary(t), args...))
+}
+
+// startCmd is startDaemon for a command the test has prepared.
+func startCmd(t *testing.T, cmd *exec.Cmd) *process {
+	t.Helper()
+	d := &process{cmd: cmd, done: make(chan error, 1)}
 	stderr, err := d.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -118,12 +118,30 @@ var websockifyOptions = []wsOption{
 	{names: []string{"--auth-source"}, arg: true},
 	{names: []string{"--web-auth"}},
 	{names: []string{"--key-password"}, arg: true, status: never, why: "a password on the command line is visible to every user in ps; decrypt the key (openssl pkey -in key.pem -out plain.pem) and protect it with file permissions"},
-	{names: []string{"--unix-listen"}, arg: true, status: later, why: "Unix-socket listeners come with the operations release"},
-	{names: []string{"--unix-listen-mode"}, arg: true, status: later, why: "Unix-socket listeners come with the operations release"},
-	{names: []string{"--inetd"}, status: later, why: "inherited listeners come with socket activation in the operations release"},
-	{names: []string{"--syslog"}, arg: true, status: later, why: "syslog comes with the operations release; journald already records standard error"},
-	{names: []string{"--legacy-syslog"}, status: later, why: "syslog comes with the operations release"},
-	{names: []string{"--record"}, arg: true, status: later, why: "session recording comes with the operations release"},
+	{names: []string{"--unix-listen"}, arg: true},
+	{names: []string{"--unix-listen-mode"}, arg: true},
+	{names: []string{"--inetd"}},
+	{names: []string{"--syslog"}, arg: true, apply: func(c *Config, _ *procOptions, v string) error {
+		// websockify: a socket path, or host:port over UDP.
+		if !strings.HasPrefix(v, "/") {
+			v = "udp:" + v
+		}
+		c.Log.Syslog = v
+		return nil
+	}},
+	{names: []string{"--legacy-syslog"}, apply: func(c *Config, _ *procOptions, _ string) error {
+		c.Log.legacySyslog = true
+		return nil
+	}},
+	{names: []string{"--record"}, arg: true, apply: func(c *Config, _ *procOptions, v string) error {
+		abs, err := filepath.Abs(v)
+		if err != nil {
+			return err
+		}
+		// websockify's files: FILE.1, FILE.2, ... in websockify's format.
+		c.Recording = &RecordingConfig{Dir: filepath.Dir(abs), prefix: filepath.Base(abs), All: "novnc", MaxFileSize: "100MiB", MaxTotalSize: "1GiB"}
+		return nil
+	}},
 
 	{names: []string{"--daemon", "-D"}, status: never, why: "run wsbridge under systemd, launchd or the Windows service manager instead, which restart it and keep its logs"},
 	{names: []string{"--wrap-mode"}, arg: true, status: never, why: "wsbridge does not launch programs with LD_PRELOAD; start the program yourself and give its address as the target"},
@@ -264,6 +282,7 @@ func parseWebsockify(args []string) (*Config, *procOptions, error) {
 	proc := &procOptions{}
 	var positional []string
 	preferV6 := false
+	unixListen, unixMode, inetd := "", "", false
 	tokenPlugin, tokenSource := "", ""
 	var allow []string
 	var door websockifyDoor
@@ -308,6 +327,12 @@ func parseWebsockify(args []string) (*Config, *procOptions, error) {
 		switch opt.names[0] {
 		case "--prefer-ipv6":
 			preferV6 = true
+		case "--unix-listen":
+			unixListen = value
+		case "--unix-listen-mode":
+			unixMode = value
+		case "--inetd":
+			inetd = true
 		case "--token-plugin":
 			tokenPlugin = value
 		case "--allow":
@@ -345,17 +370,40 @@ func parseWebsockify(args []string) (*Config, *procOptions, error) {
 		}
 	}
 
-	if len(positional) == 0 {
-		return nil, nil, usagef("missing [source_addr:]source_port (see wsbridge help websockify)")
-	}
 	if err := door.apply(cfg, proc); err != nil {
 		return nil, nil, err
 	}
-	listen, err := websockifyListen(positional[0], preferV6)
-	if err != nil {
-		return nil, nil, err
+	switch {
+	case unixListen != "" && inetd:
+		return nil, nil, usagef("--unix-listen and --inetd both choose where to listen: give one")
+	case unixListen != "":
+		abs, err := filepath.Abs(unixListen)
+		if err != nil {
+			return nil, nil, err
+		}
+		if unixMode == "" {
+			unixMode = "0600"
+		}
+		cfg.Listen = ""
+		cfg.Listeners = []ListenerConfig{{Name: "unix-listen", Address: "unix:" + abs, Mode: unixMode, ProxyProtocol: "off"}}
+		// websockify's listen argument is absent here.
+		positional = append([]string{""}, positional...)
+	case unixMode != "":
+		return nil, nil, usagef("--unix-listen-mode needs --unix-listen")
+	case inetd:
+		cfg.Listen = ""
+		cfg.Listeners = []ListenerConfig{{Name: "inetd", Address: "inetd", ProxyProtocol: "off"}}
+		positional = append([]string{""}, positional...)
+	default:
+		if len(positional) == 0 {
+			return nil, nil, usagef("missing [source_addr:]source_port (see wsbridge help websockify)")
+		}
+		listen, err := websockifyListen(positional[0], preferV6)
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.Listen = listen
 	}
-	cfg.Listen = listen
 
 	hasTarget := len(cfg.Targets) > 0
 	switch {
