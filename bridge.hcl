@@ -18,16 +18,62 @@ web = ""
 # close the rest with 1001.
 drain_timeout = "10s"
 
+# On SIGHUP (or `wsbridge reload`), sessions of a target the new file
+# removed (or moved) close with 1012 after this long.
+reload_grace = "30s"
+
+# Where to write the process ID while running, for `wsbridge reload`.
+pid_file = ""
+
 log {
   level  = "info" # debug, info, warn or error
   format = "text" # text or json
   file   = ""     # "" is standard error (journald under systemd)
+  syslog = ""     # "/dev/log" or "udp:host:514" sends lines to syslog instead
 }
+
+# More places to listen, beside (or, without listen in the file, instead
+# of) listen. address is "host:port", "unix:/path", "systemd" or
+# "systemd:NAME" (sockets passed by systemd). PROXY protocol headers are
+# read only from trusted_proxies; from anyone else they close the
+# connection.
+#
+# listener "public" {
+#   address         = "[::]:6080"
+#   proxy_protocol  = "require" # off, optional or require
+#   trusted_proxies = ["10.0.0.0/24"]
+# }
+# listener "local" {
+#   address = "unix:/run/wsbridge/ws.sock"
+#   mode    = "0660"
+# }
+
+# Metrics (/metrics) and health checks (/healthz, /readyz, /selfcheck) on
+# their own listener. Absent: no admin listener.
+#
+# admin {
+#   listen        = "127.0.0.1:9680"
+#   ready_targets = ["vnc"] # /readyz dials these
+#   self_check    = true    # /readyz opens a WebSocket through the listener
+# }
+
+# Session recordings, for targets with record = "novnc" or "raw".
+#
+# recording {
+#   dir            = "/var/lib/wsbridge/recordings"
+#   max_file_size  = "100MiB"
+#   max_total_size = "1GiB"
+#   all            = ""     # "novnc" or "raw" records every session
+# }
 
 # Everything before the upgrade.
 http {
   header_timeout  = "10s"   # a client must send its request headers in this time
   max_header_size = "16KiB" # larger request headers get 431
+
+  # HTTP proxies whose X-Forwarded-For or Forwarded header names the
+  # client: networks or addresses. Empty believes no such header.
+  trusted_proxies = []
 
   # Host names served (the Host header without its port): names, IP
   # addresses ("[::1]"), or "*.example.com" for every name below it; ["*"]
@@ -192,6 +238,8 @@ target "admin" {
   address    = "10.0.0.2:22"
   path       = "/ssh"
   identities = ["cert:ops.example.com", "user:alice"]
+  # proxy_protocol = "v2" # tell the server the browser's address first
+  # record = "raw"        # record sessions (needs a recording block)
   tls {
     ca_file     = "/etc/wsbridge/tls/internal-ca.pem"
     server_name = "bastion.internal"

@@ -292,9 +292,10 @@ func defaultConfig() *Config {
 		ReloadGrace:  "30s",
 		Log:          &LogConfig{Level: "info", Format: "text"},
 		HTTP: &HTTPConfig{
-			HeaderTimeout: "10s",
-			MaxHeaderSize: "16KiB",
-			Origins:       []string{},
+			HeaderTimeout:  "10s",
+			MaxHeaderSize:  "16KiB",
+			Origins:        []string{},
+			TrustedProxies: []string{},
 		},
 		Session: &SessionConfig{
 			DialTimeout:  "10s",

@@ -370,7 +370,9 @@ func cmdHelp(args []string, stdout io.Writer) error {
 				not = append(not, o.names[0]+" ("+o.why+")")
 			}
 		}
-		fmt.Fprintf(stdout, "\nNot supported yet (refused with a message): %s\n", strings.Join(yet, " "))
+		if len(yet) > 0 {
+			fmt.Fprintf(stdout, "\nNot supported yet (refused with a message): %s\n", strings.Join(yet, " "))
+		}
 		fmt.Fprintf(stdout, "\nNot supported:\n  %s\n", strings.Join(not, "\n  "))
 		return nil
 	}
