@@ -18,13 +18,16 @@ var rules = map[string]struct {
 	internal []string
 	external []string
 }{
-	"bridge":    {internal: []string{"targets", "ratelimit"}, external: []string{"github.com/coder/websocket"}},
+	"bridge":    {internal: []string{"targets", "ratelimit"}, external: []string{"github.com/coder/websocket", "github.com/pires/go-proxyproto"}},
 	"targets":   {external: []string{"github.com/redis/go-redis/v9", "github.com/golang-jwt/jwt/v5"}},
 	"ratelimit": {external: []string{"golang.org/x/time"}},
 	"service":   {external: []string{"github.com/kardianos/service"}},
 
 	"internal/tlsfiles": {},
 	"internal/authfile": {external: []string{"golang.org/x/crypto"}},
+	"internal/systemd":  {external: []string{"golang.org/x/sys"}},
+	"internal/recorder": {internal: []string{"bridge"}},
+	"internal/metrics":  {internal: []string{"bridge"}, external: []string{"github.com/prometheus/client_golang"}},
 }
 
 type pkg struct {
