@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -53,35 +54,37 @@ func (l *proxyListener) Accept() (net.Conn, error) {
 	return c, nil
 }
 
-// proxyConn logs why a connection's PROXY header was refused, once.
+// proxyConn logs why a connection's PROXY header was refused. The header
+// is read by the first Read, so only its error can be about the header.
 type proxyConn struct {
 	*proxyproto.Conn
-	log    *slog.Logger
-	logged bool
+	log  *slog.Logger
+	read bool
 }
 
 func (c *proxyConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if err != nil && !c.logged {
-		var why string
-		switch {
-		case errors.Is(err, proxyproto.ErrSuperfluousProxyHeader):
-			why = "PROXY header from an address that is not trusted"
-		case errors.Is(err, proxyproto.ErrNoProxyProtocol):
-			why = "no PROXY header from a trusted address that must send one"
-		case isProxyProtocolError(err):
-			why = "malformed PROXY header"
-		}
-		if why != "" {
-			c.logged = true
-			c.log.Warn("refused", "reason", why, "peer", c.Raw().RemoteAddr().String(), "err", err)
-		}
+	if c.read {
+		return n, err
 	}
+	c.read = true
+	if err == nil {
+		return n, nil
+	}
+	var why string
+	var ne net.Error
+	switch {
+	case errors.Is(err, proxyproto.ErrSuperfluousProxyHeader):
+		why = "PROXY header from an address that is not trusted"
+	case errors.Is(err, proxyproto.ErrNoProxyProtocol):
+		why = "no PROXY header from a trusted address that must send one"
+	case errors.Is(err, io.EOF) || errors.As(err, &ne):
+		return n, err // the peer left or was slow; nothing to say
+	default:
+		why = "malformed PROXY header"
+	}
+	c.log.Warn("refused", "reason", why, "peer", c.Raw().RemoteAddr().String(), "err", err)
 	return n, err
-}
-
-func isProxyProtocolError(err error) bool {
-	return strings.HasPrefix(err.Error(), "proxyproto:")
 }
 
 func addrOf(a net.Addr) netip.Addr {
@@ -170,6 +173,7 @@ func parseHop(h string) (netip.AddrPort, bool) {
 // client and the address it connected to.
 type proxyAddrs struct{ src, dst net.Addr }
 
+// proxyFrom reads the addresses of r, for targets that want a header.
 func proxyFrom(r *http.Request) proxyAddrs {
 	var p proxyAddrs
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
@@ -186,7 +190,8 @@ func proxyFrom(r *http.Request) proxyAddrs {
 // writeProxyHeader sends a PROXY header of version v on c. Without both
 // TCP addresses (a client on a Unix socket) it is a LOCAL header, which
 // tells the target to use the connection's own addresses.
-func writeProxyHeader(c net.Conn, v int, from proxyAddrs, ctx context.Context) error {
+func writeProxyHeader(ctx context.Context, c net.Conn, v int, r *http.Request) error {
+	from := proxyFrom(r)
 	h := proxyproto.HeaderProxyFromAddrs(byte(v), from.src, from.dst)
 	if d, ok := ctx.Deadline(); ok {
 		c.SetWriteDeadline(d)

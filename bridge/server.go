@@ -360,7 +360,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.answer(w, log, refuse(http.StatusBadRequest, "request lines must end with CRLF"))
 		return
 	}
-	if rf := c.checkHost(r); rf != nil {
+	if rf := c.checkHost(r); rf != nil && !c.opts.SelfCheck.matches(r) {
 		log.Warn("host refused", "host", c.logHost(r))
 		s.answer(w, log, rf.as("host"))
 		return
@@ -555,7 +555,7 @@ func (s *Server) open(c *config, w http.ResponseWriter, r *http.Request, cc *cli
 
 	var tc net.Conn
 	if !c.opts.DialAfterUpgrade {
-		if tc, err = s.dial(c, r.Context(), t, set, proxyFrom(r), label); err != nil {
+		if tc, err = s.dial(c, r.Context(), t, set, r, label); err != nil {
 			log.Warn("target unreachable", "err", err)
 			// With a token, a dead target answers like an unknown token,
 			// so that tokens cannot be probed; so does a target outside
@@ -610,7 +610,7 @@ func (s *Server) open(c *config, w http.ResponseWriter, r *http.Request, cc *cli
 	if tc == nil {
 		// websockify's order: the client has its 101 already, so a failed
 		// dial can only be told with a close code.
-		if sess.tc, err = s.dial(c, context.Background(), t, set, proxyFrom(r), label); err != nil {
+		if sess.tc, err = s.dial(c, context.Background(), t, set, r, label); err != nil {
 			log.Warn("target unreachable", "err", err)
 			sess.failed = &ending{code: websocket.StatusInternalError, reason: "Failed to connect to downstream server", by: "target"}
 		}
@@ -674,14 +674,15 @@ func (s *Server) notFound(c *config, log *slog.Logger, remote netip.Addr, token 
 // dial connects to t within the settings' timeout: a PROXY header first
 // when the target wants one, then TLS when the target or the Options ask
 // for it. It reports the dial to the Observer under label.
-func (s *Server) dial(c *config, ctx context.Context, t targets.Target, set targets.Settings, from proxyAddrs, label string) (net.Conn, error) {
+// r is the client's request, whose addresses a PROXY header names.
+func (s *Server) dial(c *config, ctx context.Context, t targets.Target, set targets.Settings, r *http.Request, label string) (net.Conn, error) {
 	start := time.Now()
-	conn, err := s.dialTarget(c, ctx, t, set, from)
+	conn, err := s.dialTarget(c, ctx, t, set, r)
 	s.obs.Dialled(label, time.Since(start), err)
 	return conn, err
 }
 
-func (s *Server) dialTarget(c *config, ctx context.Context, t targets.Target, set targets.Settings, from proxyAddrs) (net.Conn, error) {
+func (s *Server) dialTarget(c *config, ctx context.Context, t targets.Target, set targets.Settings, r *http.Request) (net.Conn, error) {
 	cfg := t.TLS
 	if cfg == nil {
 		cfg = c.opts.TargetTLS
@@ -693,7 +694,7 @@ func (s *Server) dialTarget(c *config, ctx context.Context, t targets.Target, se
 		return nil, err
 	}
 	if set.ProxyProtocol != 0 {
-		if err := writeProxyHeader(conn, set.ProxyProtocol, from, ctx); err != nil {
+		if err := writeProxyHeader(ctx, conn, set.ProxyProtocol, r); err != nil {
 			conn.Close()
 			return nil, err
 		}
