@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -194,6 +195,15 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	probe := openStream(t, base+"/gone", 999)
 	probe.ws.Close(websocket.StatusNormalClosure, "")
+	// The probe's session ends on the bridge's side a moment after its
+	// close; it must not be among the sessions the reload closes.
+	admin := adminAddr(t, d)
+	for deadline := time.Now().Add(5 * time.Second); value(scrape(t, admin), "wsbridge_sessions_active", map[string]string{"target": "gone"}) != 5; {
+		if time.Now().After(deadline) {
+			t.Fatal("the probe session did not end")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 
 	// The good file drops "gone" and changes a limit.
 	if err := os.WriteFile(path, []byte(fmt.Sprintf(reloadConfig, "1s", 400, keep, "")), 0o600); err != nil {
@@ -481,3 +491,43 @@ target "vnc" {
 
 var _ = errors.Is
 var _ net.Conn
+
+// TestSelfCheckPassesTheDoor: the self-check reaches its echo through a
+// listener whose Host list, Origin rule and authentication refuse an
+// ordinary client.
+func TestSelfCheckPassesTheDoor(t *testing.T) {
+	dir := t.TempDir()
+	htpasswd := filepath.Join(dir, "htpasswd")
+	if err := os.WriteFile(htpasswd, []byte("alice:$2y$05$abcdefghijklmnopqrstuu5yqkGMyKX/8Ckpz6Xm8QsOt3Y5O2fXi\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := writeConfig(t, fmt.Sprintf(`listen = "127.0.0.1:0"
+http {
+  hosts = ["bridge.example"]
+}
+auth {
+  htpasswd = %q
+  require  = true
+}
+admin {
+  listen     = "127.0.0.1:0"
+  self_check = true
+}
+target "vnc" {
+  address = "127.0.0.1:1"
+}
+`, htpasswd))
+	d := startDaemon(t, "run", "-config", path)
+	if st := statusOf(t, "ws://"+d.addr); st != http.StatusForbidden {
+		t.Errorf("an ordinary client with Host 127.0.0.1: %d, want 403", st)
+	}
+	resp, err := http.Get("http://" + adminAddr(t, d) + "/selfcheck")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/selfcheck = %d %s", resp.StatusCode, body)
+	}
+}
