@@ -71,7 +71,9 @@ func (d *daemon) selfCheck(ctx context.Context) (time.Duration, error) {
 
 // build makes what a configuration needs besides the listeners: the
 // bridge options with their credentials, the token sources, the web root
-// and the recorder. release closes them.
+// and the recorder. release closes them. On a reload the certificates are
+// updated last, once everything else has loaded: that step takes effect
+// at once, and a refused reload must change nothing.
 func (d *daemon) build(ctx context.Context, st *settings) (bridge.Options, targets.Resolver, func(), error) {
 	opts := st.bridge
 	opts.Logger = d.log
@@ -83,19 +85,21 @@ func (d *daemon) build(ctx context.Context, st *settings) (bridge.Options, targe
 	if err != nil {
 		return opts, nil, nil, err
 	}
-	d.store = store
-	resolver, closeSources, err := buildResolver(ctx, st, d.log, false)
+	resolver, release, err := buildResolver(ctx, st, d.log, false)
 	if err != nil {
 		return opts, nil, nil, err
 	}
-	release := closeSources
+	fail := func(err error) (bridge.Options, targets.Resolver, func(), error) {
+		release()
+		return opts, nil, nil, err
+	}
 	if st.web != "" {
 		files, err := bridge.NewStaticFiles(st.web, st.csp)
 		if err != nil {
-			closeSources()
-			return opts, nil, nil, fmt.Errorf("web root: %w", err)
+			return fail(fmt.Errorf("web root: %w", err))
 		}
 		opts.Files = files
+		closeSources := release
 		release = func() { closeSources(); files.Close() }
 	}
 	if st.recording != nil {
@@ -103,11 +107,16 @@ func (d *daemon) build(ctx context.Context, st *settings) (bridge.Options, targe
 		o.Logger = d.log
 		rec, err := recorder.New(&o)
 		if err != nil {
-			release()
-			return opts, nil, nil, fmt.Errorf("recording: %w", err)
+			return fail(fmt.Errorf("recording: %w", err))
 		}
 		opts.Recorder = rec
 	}
+	if d.store != nil && st.tls != nil {
+		if err := d.store.Update(st.tls); err != nil {
+			return fail(fmt.Errorf("tls: %w", err))
+		}
+	}
+	d.store = store
 	return opts, resolver, release, nil
 }
 

@@ -74,10 +74,7 @@ func buildDoor(st *settings, opts *bridge.Options, logger *slog.Logger, store *t
 	switch {
 	case st.tls != nil && store != nil:
 		// A reload: the listeners keep their tls.Config, whose callback
-		// reads the store.
-		if err := store.Update(st.tls); err != nil {
-			return nil, fmt.Errorf("tls: %w", err)
-		}
+		// reads the store; the caller updates the store last.
 		opts.TLS = store.Config()
 	case st.tls != nil:
 		o := *st.tls

@@ -171,7 +171,7 @@ func validate(cfg *Config, src *source) (*settings, hcl.Diagnostics) {
 	if h := cfg.HTTP; h != nil {
 		b.HeaderTimeout = v.positive(h.HeaderTimeout, "http", "header_timeout")
 		b.MaxHeaderBytes = int(v.size(h.MaxHeaderSize, 4<<10, 1<<20, "http", "max_header_size"))
-		b.Hosts = v.hosts(h.Hosts, cfg)
+		b.Hosts = v.hosts(h.Hosts, cfg, st.listeners)
 		for _, o := range h.Origins {
 			if err := bridge.ParseOriginPattern(o); err != nil {
 				v.errorf(src.at("http", "origins"), "http.origins", "%v", err)
@@ -221,7 +221,7 @@ func validate(cfg *Config, src *source) (*settings, hcl.Diagnostics) {
 var loopbackHosts = []string{"localhost", "127.0.0.1", "[::1]"}
 
 // hosts checks http.hosts and applies its default.
-func (v *validator) hosts(list []string, cfg *Config) []string {
+func (v *validator) hosts(list []string, cfg *Config, listeners []listenerSpec) []string {
 	at := v.src.at("http", "hosts")
 	if list == nil {
 		// With host tokens the Host header is the token, and cannot be
@@ -229,10 +229,12 @@ func (v *validator) hosts(list []string, cfg *Config) []string {
 		if cfg.Token.From == "host" {
 			return nil
 		}
-		for _, a := range listenAddresses(cfg) {
-			host, _, err := net.SplitHostPort(a)
-			ip := net.ParseIP(host)
-			if err != nil || host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		for _, l := range listeners {
+			if l.network != "tcp" {
+				continue // a socket file or a passed socket: no host to go by
+			}
+			host, _, _ := net.SplitHostPort(l.address)
+			if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 				return nil
 			}
 		}

@@ -21,32 +21,6 @@ type listenerSpec struct {
 	trusted []netip.Prefix
 }
 
-func (l listenerSpec) String() string {
-	switch l.network {
-	case "tcp":
-		return l.address
-	case "systemd":
-		if l.address == "" {
-			return "systemd"
-		}
-	}
-	return l.network + ":" + l.address
-}
-
-// listenAddresses lists the TCP addresses cfg listens on.
-func listenAddresses(cfg *Config) []string {
-	var out []string
-	if cfg.Listen != "" {
-		out = append(out, cfg.Listen)
-	}
-	for _, l := range cfg.Listeners {
-		if !strings.Contains(l.Address, "/") && !strings.HasPrefix(l.Address, "systemd") && l.Address != "inetd" {
-			out = append(out, l.Address)
-		}
-	}
-	return out
-}
-
 // validateListeners checks listen and the listener blocks.
 func (v *validator) validateListeners(cfg *Config, st *settings) {
 	if cfg.Listen != "" {
