@@ -21,7 +21,7 @@ var rules = map[string]struct {
 	"bridge":    {internal: []string{"targets", "ratelimit"}, external: []string{"github.com/coder/websocket", "github.com/pires/go-proxyproto"}},
 	"targets":   {external: []string{"github.com/redis/go-redis/v9", "github.com/golang-jwt/jwt/v5"}},
 	"ratelimit": {external: []string{"golang.org/x/time"}},
-	"service":   {external: []string{"github.com/kardianos/service"}},
+	"service":   {external: []string{"github.com/kardianos/service", "golang.org/x/sys"}},
 
 	"internal/tlsfiles": {},
 	"internal/authfile": {external: []string{"golang.org/x/crypto"}},
