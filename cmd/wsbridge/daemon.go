@@ -135,7 +135,7 @@ func serve(ctx context.Context, load loader, proc *procOptions, stderr io.Writer
 	}
 	level := new(slog.LevelVar)
 	level.Set(st.logLevel)
-	logger, closeLog, err := newLogger(st, level, stderr)
+	logger, closeLog, err := newLogger(st, level, stderr, proc.serviceLog)
 	if err != nil {
 		return err
 	}

@@ -13,12 +13,22 @@ import (
 )
 
 // newLogger makes the logger the settings ask for: text or JSON, to
-// standard error, a file or syslog. On standard error under systemd
+// standard error, a file or syslog; under the Windows service manager,
+// the event log unless a file or syslog is named. On standard error under systemd
 // (JOURNAL_STREAM), text lines get the journal's "<N>" priority prefix
 // and no time stamp, which the journal adds itself.
-func newLogger(st *settings, level *slog.LevelVar, stderr io.Writer) (*slog.Logger, func(), error) {
+func newLogger(st *settings, level *slog.LevelVar, stderr io.Writer, serviceLog func(slog.Leveler) (slog.Handler, func(), error)) (*slog.Logger, func(), error) {
 	w, closeFn := stderr, func() {}
 	journal := false
+	if st.syslog == "" && st.logFile == "" && serviceLog != nil {
+		h, closeFn, err := serviceLog(level)
+		if err != nil {
+			return nil, nil, fmt.Errorf("service log: %w", err)
+		}
+		if h != nil {
+			return slog.New(h), closeFn, nil
+		}
+	}
 	switch {
 	case st.syslog != "":
 		sw, err := dialSyslog(st.syslog)

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/service"
 )
 
 // version is stamped by the build: -ldflags "-X main.version=v1.2.3".
@@ -61,6 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdCheck(args[1:], stdout, stderr)
 	case "reload":
 		return cmdReload(args[1:], stdout, stderr)
+	case "service":
+		return cmdService(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "wsbridge %s\n", buildVersion())
 		return nil
@@ -122,7 +126,12 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if path == "" {
 		return serve(ctx, embedded, &procOptions{}, stderr)
 	}
-	return serve(ctx, func() (*Config, *source, hcl.Diagnostics) {
+	return serve(ctx, fileLoader(path), &procOptions{}, stderr)
+}
+
+// fileLoader loads bridge.hcl from path, at start and on every reload.
+func fileLoader(path string) loader {
+	return func() (*Config, *source, hcl.Diagnostics) {
 		cfg, src, diags := loadConfig(path)
 		if diags.HasErrors() && cfg != nil {
 			// Report the values' problems too, so one run shows them all.
@@ -130,7 +139,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 			diags = append(diags, more...)
 		}
 		return cfg, src, diags
-	}, &procOptions{}, stderr)
+	}
 }
 
 const reloadUsage = `usage: wsbridge reload [-config FILE | -pid-file FILE]
@@ -138,8 +147,9 @@ const reloadUsage = `usage: wsbridge reload [-config FILE | -pid-file FILE]
 Asks the running wsbridge to re-read its configuration (SIGHUP to the
 process whose ID is in the pid_file that FILE names, or in -pid-file).
 The daemon logs what changed, or why it refused the new configuration.
-Under systemd, use systemctl reload wsbridge; on Windows, the service
-manager.
+Under systemd, systemctl reload wsbridge does the same. On Windows,
+wsbridge reload without flags sends the wsbridge service "parameters
+changed" through the service control manager (as an administrator).
 
 `
 
@@ -149,6 +159,13 @@ func cmdReload(args []string, stdout, stderr io.Writer) error {
 	pidFile := fs.String("pid-file", "", "`file` holding the process ID")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if runtime.GOOS == "windows" && fs.NArg() == 0 && *path == "" && *pidFile == "" {
+		if err := service.Reload(); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "asked the wsbridge service to reload; the event log says what changed")
+		return nil
 	}
 	if fs.NArg() > 0 || (*path == "") == (*pidFile == "") {
 		return usagef("reload takes -config FILE or -pid-file FILE")
@@ -190,24 +207,35 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if _, err := checkConfig(cfg, src, stderr); err != nil {
+		return err
+	}
+	stdout.Write(formatConfig(cfg))
+	return nil
+}
+
+// checkConfig validates a loaded configuration and loads the files it
+// names (certificates, credentials, token sources) without serving, as
+// `wsbridge check` and `wsbridge service install` do. Problems are
+// printed to stderr.
+func checkConfig(cfg *Config, src *source, stderr io.Writer) (*settings, error) {
 	st, diags := validate(cfg, src)
 	if diags.HasErrors() {
 		printDiags(stderr, diags)
-		return errReported
+		return nil, errReported
 	}
 	discard := slog.New(slog.DiscardHandler)
 	if _, err := buildDoor(st, &bridge.Options{}, discard, nil); err != nil {
 		fmt.Fprintf(stderr, "%v\n", err)
-		return errReported
+		return nil, errReported
 	}
 	_, closeSources, err := buildResolver(context.Background(), st, discard, true)
 	if err != nil {
 		fmt.Fprintf(stderr, "%v\n", err)
-		return errReported
+		return nil, errReported
 	}
 	closeSources()
-	stdout.Write(formatConfig(cfg))
-	return nil
+	return st, nil
 }
 
 // configCommand parses the flags of a command that takes -config FILE and
@@ -291,6 +319,8 @@ usage:
   wsbridge run [-config FILE]       run with a bridge.hcl file
   wsbridge check [-config FILE]     validate and print the effective configuration
   wsbridge reload -config FILE      ask the running wsbridge to re-read FILE
+  wsbridge service COMMAND          install, uninstall, start, stop, restart,
+                                    status or print the OS service
   wsbridge version                  print the version
   wsbridge help [websockify]        this text, or the websockify command line
   wsbridge [websockify options] [source_addr:]source_port target_addr:target_port

@@ -31,6 +31,8 @@ func waitForStop(ctx context.Context, srv *bridge.Server, proc *procOptions, ser
 			return "signal", nil
 		case <-hup:
 			reload()
+		case <-proc.reload:
+			reload()
 		case err := <-served:
 			return "", fmt.Errorf("listener: %w", err)
 		case now := <-tick:

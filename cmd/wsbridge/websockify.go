@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,6 +23,13 @@ type procOptions struct {
 	timeout     time.Duration // exit this long after start
 	idleTimeout time.Duration // exit after this long without sessions
 	warnings    []string      // said once at start
+	// reload delivers the service manager's reload requests (Windows);
+	// nil elsewhere, where SIGHUP does it.
+	reload <-chan struct{}
+	// serviceLog gives the service manager's own log (the Windows event
+	// log), used when bridge.hcl names no log file or syslog; nil, or a
+	// nil handler, means standard error.
+	serviceLog func(slog.Leveler) (slog.Handler, func(), error)
 }
 
 // wsOption is one websockify option: how wsbridge treats it.
