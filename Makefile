@@ -46,11 +46,9 @@ bench:
 build:
 	go build -trimpath -ldflags '$(LDFLAGS)' -o bin/wsbridge ./cmd/wsbridge
 
+# Archives for every OS and architecture, the .deb, the MSI and SHA256SUMS.
 dist:
-	for t in linux/amd64 linux/arm64 windows/amd64 windows/arm64 darwin/amd64 darwin/arm64; do \
-	  GOOS=$${t%/*} GOARCH=$${t#*/} CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' \
-	    -o dist/wsbridge-$${t%/*}-$${t#*/}$$( [ $${t%/*} = windows ] && echo .exe ) ./cmd/wsbridge || exit 1; \
-	done
+	packaging/dist.sh '$(VERSION)' '$(LDFLAGS)'
 
 clean:
 	rm -rf bin dist

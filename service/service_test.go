@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wsbridge/wsbridge/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -142,10 +144,7 @@ func TestUnitContract(t *testing.T) {
 // TestSystemdAnalyzeVerify gives the unit to systemd's own checker, with
 // this test binary as the executable (verify wants it to exist).
 func TestSystemdAnalyzeVerify(t *testing.T) {
-	bin, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		needProgram(t, "systemd-analyze", "systemd")
-	}
+	bin := testenv.Program(t, "systemd-analyze", "systemd")
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -168,14 +167,6 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 			}
 		})
 	}
-}
-
-func needProgram(t *testing.T, prog, pkg string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is missing: apt-get install %s", prog, pkg)
-	}
-	t.Skipf("%s is missing: apt-get install %s", prog, pkg)
 }
 
 func TestSpecCheck(t *testing.T) {
