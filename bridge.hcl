@@ -28,7 +28,7 @@ pid_file = ""
 log {
   level  = "info" # debug, info, warn or error
   format = "text" # text or json
-  file   = ""     # "" is standard error (journald under systemd)
+  file   = ""     # "" is standard error (journald under systemd; the event log under the Windows service manager)
   syslog = ""     # "/dev/log" or "udp:host:514" sends lines to syslog instead
 }
 

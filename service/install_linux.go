@@ -52,3 +52,6 @@ func prepareAccount(spec Spec) error {
 }
 
 func afterInstall(Spec) error { return nil }
+
+// configure is for services the Windows MSI installed.
+func configure(Spec) error { return errConfigureWindows }

@@ -10,3 +10,6 @@ func CanInstall() error { return nil }
 func prepareAccount(Spec) error { return nil }
 
 func afterInstall(Spec) error { return nil }
+
+// configure is for services the Windows MSI installed.
+func configure(Spec) error { return errConfigureWindows }

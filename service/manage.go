@@ -63,6 +63,11 @@ func (m *Manager) Install() error {
 	return nil
 }
 
+// Configure sets the Windows service's recovery actions (restart on
+// failure) and delayed automatic start, which an MSI cannot: the MSI runs
+// "wsbridge service configure" after it registers the service.
+func (m *Manager) Configure() error { return configure(m.spec) }
+
 // Uninstall stops the service if it runs and removes it. The account, the
 // configuration and the state directory stay: they are the operator's.
 func (m *Manager) Uninstall() error {

@@ -91,14 +91,19 @@ func Reload() error {
 	return nil
 }
 
+// configure applies the recovery actions and delayed start to a service
+// that something else installed (the MSI).
+func configure(spec Spec) error { return afterInstall(spec) }
+
 // CanInstall always allows Windows: the SCM is always there.
 func CanInstall() error { return nil }
 
 // prepareAccount has nothing to create: the default account is built in.
 func prepareAccount(Spec) error { return nil }
 
-// afterInstall sets the recovery actions kardianos/service cannot: a list
-// of restarts, and restarts after a failure the service reported itself.
+// afterInstall sets what kardianos/service cannot: a list of restarts,
+// restarts after a failure the service reported itself, and (for a
+// service the MSI created) the delayed automatic start.
 func afterInstall(spec Spec) error {
 	w := spec.Windows()
 	m, err := mgr.Connect()
@@ -111,6 +116,16 @@ func afterInstall(spec Spec) error {
 		return err
 	}
 	defer s.Close()
+	cfg, err := s.Config()
+	if err != nil {
+		return err
+	}
+	if cfg.StartType == mgr.StartAutomatic && !cfg.DelayedAutoStart {
+		cfg.DelayedAutoStart = w.DelayedAutoStart
+		if err := s.UpdateConfig(cfg); err != nil {
+			return fmt.Errorf("delayed start: %w", err)
+		}
+	}
 	var acts []mgr.RecoveryAction
 	for _, d := range w.Recovery {
 		acts = append(acts, mgr.RecoveryAction{Type: mgr.ServiceRestart, Delay: d})

@@ -35,6 +35,8 @@ control manager on Windows. Run it as root (an administrator on Windows).
           print the unit, plist or Windows settings install would write,
           for this OS or OS (linux, darwin, windows)
   run -config FILE          what the service manager runs
+  configure                 Windows: set restart-on-failure and delayed
+                            start on the service the MSI registered
 
 FILE defaults to ` + "%s" + `.
 NAME defaults to wsbridge on Linux (created as a system user if missing),
@@ -76,7 +78,7 @@ func cmdService(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	case "install", "print":
 		user = fs.String("user", "", "the account the service runs as")
 		userLevel = fs.Bool("user-level", false, "macOS: a LaunchAgent for the current user")
-	case "uninstall", "start", "stop", "restart", "status":
+	case "uninstall", "start", "stop", "restart", "status", "configure":
 		userLevel = fs.Bool("user-level", false, "macOS: the current user's LaunchAgent")
 	case "run":
 	case "-h", "-help", "--help", "help":
@@ -135,6 +137,8 @@ func cmdService(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	switch name {
+	case "configure":
+		err = m.Configure()
 	case "uninstall":
 		err = m.Uninstall()
 	case "start":
@@ -154,7 +158,7 @@ func cmdService(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "wsbridge service: %sed\n", map[string]string{"uninstall": "uninstall", "start": "start", "stop": "stopp", "restart": "restart"}[name])
+	fmt.Fprintf(stdout, "wsbridge service: %sed\n", map[string]string{"configure": "configur", "uninstall": "uninstall", "start": "start", "stop": "stopp", "restart": "restart"}[name])
 	return nil
 }
 
