@@ -105,11 +105,11 @@ func dirSize(dir string) (int64, error) {
 	return n, nil
 }
 
-// full reports whether the directory is at its cap. Once it is, the
-// directory is counted again (at most every 10 s) so that removing files
-// makes room.
-func (r *Recorder) full() bool {
-	if r.used.Load() < r.opts.MaxTotalSize {
+// full reports whether the directory lacks room for need more bytes. Once
+// it does, the directory is counted again (at most every 10 s) so that
+// removing files makes room.
+func (r *Recorder) full(need int64) bool {
+	if r.used.Load()+need <= r.opts.MaxTotalSize {
 		return false
 	}
 	r.mu.Lock()
@@ -120,20 +120,27 @@ func (r *Recorder) full() bool {
 			r.used.Store(n)
 		}
 	}
-	return r.used.Load() >= r.opts.MaxTotalSize
+	return r.used.Load()+need > r.opts.MaxTotalSize
 }
 
 // Record starts a recording in the format the target's settings name.
 func (r *Recorder) Record(info bridge.RecordingInfo) bridge.Recording {
 	format := info.Format
 	name := bridge.MetricLabel(info.Target)
-	if r.full() {
-		r.log.Warn("not recording: the recording directory is at its cap", "dir", r.opts.Dir, "max_total_size", r.opts.MaxTotalSize, "target", name)
-		return nil
-	}
 	ext := ".js"
+	var head []byte
 	if format == "raw" {
 		ext = ".wsrec"
+		meta, _ := json.Marshal(map[string]string{"target": name, "start": info.Start.UTC().Format(time.RFC3339Nano), "subprotocol": info.Subprotocol})
+		head = append(append([]byte("WSBRIDGE-RECORDING 1\n"), meta...), '\n')
+	} else {
+		head = []byte("var VNC_frame_encoding = 'binary';\nvar VNC_frame_data = [\n")
+	}
+	// The header and the trailer must fit, so the directory never holds
+	// more than max_total_size.
+	if r.full(int64(len(head)) + trailer) {
+		r.log.Warn("not recording: the recording directory is at its cap", "dir", r.opts.Dir, "max_total_size", r.opts.MaxTotalSize, "target", name)
+		return nil
 	}
 	n := r.seq.Add(1)
 	base := fmt.Sprintf("%s-%s-%d%s", safeName(name), info.Start.UTC().Format("20060102T150405Z"), n, ext)
@@ -147,13 +154,7 @@ func (r *Recorder) Record(info bridge.RecordingInfo) bridge.Recording {
 		return nil
 	}
 	rec := &recording{r: r, f: f, w: bufio.NewWriterSize(f, 32<<10), path: path, raw: format == "raw"}
-	if rec.raw {
-		head, _ := json.Marshal(map[string]string{"target": name, "start": info.Start.UTC().Format(time.RFC3339Nano), "subprotocol": info.Subprotocol})
-		rec.write([]byte("WSBRIDGE-RECORDING 1\n"))
-		rec.write(append(head, '\n'))
-	} else {
-		rec.write([]byte("var VNC_frame_encoding = 'binary';\nvar VNC_frame_data = [\n"))
-	}
+	rec.write(head)
 	r.log.Info("recording", "file", path, "target", name, "format", format)
 	return rec
 }
@@ -204,7 +205,7 @@ func (c *recording) Frame(fromClient bool, at time.Duration, p []byte) {
 		return
 	}
 	c.scratch = c.encode(c.scratch[:0], fromClient, at, p)
-	if c.size+int64(len(c.scratch))+trailer > c.r.opts.MaxFileSize || c.r.used.Load()+int64(len(c.scratch)) > c.r.opts.MaxTotalSize {
+	if c.size+int64(len(c.scratch))+trailer > c.r.opts.MaxFileSize || c.r.used.Load()+int64(len(c.scratch))+trailer > c.r.opts.MaxTotalSize {
 		c.r.log.Warn("recording cut: size cap reached", "file", c.path, "max_file_size", c.r.opts.MaxFileSize, "max_total_size", c.r.opts.MaxTotalSize)
 		c.cut(at)
 		return
