@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -173,5 +175,55 @@ func TestServiceRun(t *testing.T) {
 	busy := writeConfig(t, "listen = \""+ln.Addr().String()+"\"\n"+vncTarget)
 	if code, out := exitStatus(t, "service", "run", "-config", busy); code != 1 || !strings.Contains(out, "address already in use") {
 		t.Errorf("service run on a busy port: exit %d, want 1:\n%s", code, out)
+	}
+}
+
+// lockedLog is a log destination that a test reads while the daemon
+// writes it.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestServiceManagerReload drives the daemon's side of a Windows reload:
+// the service handler turns "parameters changed" into a value on
+// procOptions.reload, which must reload bridge.hcl like SIGHUP.
+func TestServiceManagerReload(t *testing.T) {
+	path := writeConfig(t, "listen = \"127.0.0.1:0\"\ndrain_timeout = \"100ms\"\n"+vncTarget)
+	reload := make(chan struct{}, 1)
+	logs := &lockedLog{}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, fileLoader(path), &procOptions{reload: reload}, logs) }()
+	waitFor := func(s string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if strings.Contains(logs.String(), s) {
+				return
+			}
+		}
+		t.Fatalf("no %q in the log:\n%s", s, logs)
+	}
+	waitFor("msg=listening")
+	if err := os.WriteFile(path, []byte("listen = \"127.0.0.1:0\"\ndrain_timeout = \"100ms\"\ntarget \"ssh\" {\n  address = \"127.0.0.1:22\"\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload <- struct{}{}
+	waitFor(`msg=reloaded changed="target \"ssh\", target \"vnc\""`)
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("serve: %v", err)
 	}
 }
