@@ -56,15 +56,6 @@ func (p *program) wait() {
 	}
 }
 
-// askReload passes a reload request on without blocking: one pending
-// request is as good as several.
-func (p *program) askReload() {
-	select {
-	case p.reload <- struct{}{}:
-	default:
-	}
-}
-
 // runKardianos runs d through kardianos/service's Run, which on Unix calls
 // Start, waits, then calls Stop. wsbridge handles its own signals, so the
 // wait is for ctx (ended by SIGTERM in main) or the daemon's own end.

@@ -68,6 +68,15 @@ func (h *handler) Execute(_ []string, r <-chan svc.ChangeRequest, changes chan<-
 	}
 }
 
+// askReload passes a reload request on without blocking: one pending
+// request is as good as several.
+func (p *program) askReload() {
+	select {
+	case p.reload <- struct{}{}:
+	default:
+	}
+}
+
 // stopHint is the wait hint given while draining: the default drain
 // timeout plus the closing handshakes. The SCM asks again after it.
 const stopHint = defaultStopTimeout
