@@ -241,7 +241,7 @@ func TestRender(t *testing.T) {
 	}
 }
 
-// recordingLogger keeps what the event handler sends to the event log.
+// recordingLogger keeps what the event sink sends to the event log.
 type recordingLogger struct{ lines []string }
 
 func (r *recordingLogger) add(kind string, v ...any) error {
@@ -259,21 +259,18 @@ func (r *recordingLogger) Warningf(f string, a ...any) error {
 }
 func (r *recordingLogger) Infof(f string, a ...any) error { return r.add("I", fmt.Sprintf(f, a...)) }
 
-func TestEventHandler(t *testing.T) {
+func TestEventSink(t *testing.T) {
 	rec := &recordingLogger{}
-	level := new(slog.LevelVar)
-	log := slog.New(newEventHandler(rec, level)).With("target", "vnc")
-	log.Debug("hidden")
-	log.Info("listening", "addr", "127.0.0.1:6080")
-	log.Warn("refused", "reason", "origin")
-	log.Error("listener", "err", errors.New("gone"))
-	level.Set(slog.LevelDebug)
-	log.Debug("shown")
+	sink := eventSink(rec)
+	sink(slog.LevelDebug, "msg=debug\n")
+	sink(slog.LevelInfo, "msg=listening addr=127.0.0.1:6080\n")
+	sink(slog.LevelWarn, "msg=refused reason=origin\n")
+	sink(slog.LevelError, "msg=listener err=gone\n")
 	want := []string{
-		"I msg=listening target=vnc addr=127.0.0.1:6080",
-		"W msg=refused target=vnc reason=origin",
-		"E msg=listener target=vnc err=gone",
-		"I msg=shown target=vnc",
+		"I msg=debug",
+		"I msg=listening addr=127.0.0.1:6080",
+		"W msg=refused reason=origin",
+		"E msg=listener err=gone",
 	}
 	if strings.Join(rec.lines, "\n") != strings.Join(want, "\n") {
 		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(rec.lines, "\n"), strings.Join(want, "\n"))

@@ -17,16 +17,17 @@ import (
 // the event log unless a file or syslog is named. On standard error under systemd
 // (JOURNAL_STREAM), text lines get the journal's "<N>" priority prefix
 // and no time stamp, which the journal adds itself.
-func newLogger(st *settings, level *slog.LevelVar, stderr io.Writer, serviceLog func(slog.Leveler) (slog.Handler, func(), error)) (*slog.Logger, func(), error) {
+func newLogger(st *settings, level *slog.LevelVar, stderr io.Writer, serviceLog func() (func(slog.Level, string) error, error)) (*slog.Logger, func(), error) {
 	w, closeFn := stderr, func() {}
 	journal := false
 	if st.syslog == "" && st.logFile == "" && serviceLog != nil {
-		h, closeFn, err := serviceLog(level)
+		sink, err := serviceLog()
 		if err != nil {
 			return nil, nil, fmt.Errorf("service log: %w", err)
 		}
-		if h != nil {
-			return slog.New(h), closeFn, nil
+		if sink != nil {
+			// The event carries the time and the level itself.
+			return slog.New(newLineHandler(level, false, sink)), closeFn, nil
 		}
 	}
 	switch {
@@ -69,27 +70,30 @@ func priority(l slog.Level) int {
 	return 7
 }
 
-// prefixHandler writes each record as a text line without a time stamp,
-// after a prefix made from its level: "<N>" for the journal, a syslog
-// header for syslog.
-type prefixHandler struct {
-	mu     *sync.Mutex
-	w      io.Writer
-	prefix func(slog.Level) string
-	inner  slog.Handler // a text handler writing into buf
-	buf    *strings.Builder
+// lineHandler formats each record as a text line without a time stamp
+// (and without the level, unless keepLevel) and hands it to emit with its
+// level: the journal and syslog put a priority before it, the Windows
+// event log makes it an event of the level's type.
+type lineHandler struct {
+	mu    *sync.Mutex
+	emit  func(slog.Level, string) error
+	inner slog.Handler // a text handler writing into buf
+	buf   *strings.Builder
 }
 
 func newJournalHandler(w io.Writer, level slog.Leveler) slog.Handler {
-	return newPrefixHandler(w, level, func(l slog.Level) string { return fmt.Sprintf("<%d>", priority(l)) })
+	return newLineHandler(level, true, func(l slog.Level, line string) error {
+		_, err := fmt.Fprintf(w, "<%d>%s", priority(l), line)
+		return err
+	})
 }
 
-func newPrefixHandler(w io.Writer, level slog.Leveler, prefix func(slog.Level) string) *prefixHandler {
+func newLineHandler(level slog.Leveler, keepLevel bool, emit func(slog.Level, string) error) *lineHandler {
 	buf := &strings.Builder{}
-	return &prefixHandler{
-		mu: &sync.Mutex{}, w: w, prefix: prefix, buf: buf,
+	return &lineHandler{
+		mu: &sync.Mutex{}, emit: emit, buf: buf,
 		inner: slog.NewTextHandler(buf, &slog.HandlerOptions{Level: level, ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
-			if len(groups) == 0 && a.Key == slog.TimeKey {
+			if len(groups) == 0 && (a.Key == slog.TimeKey || a.Key == slog.LevelKey && !keepLevel) {
 				return slog.Attr{}
 			}
 			return a
@@ -97,28 +101,27 @@ func newPrefixHandler(w io.Writer, level slog.Leveler, prefix func(slog.Level) s
 	}
 }
 
-func (h *prefixHandler) Enabled(ctx context.Context, l slog.Level) bool {
+func (h *lineHandler) Enabled(ctx context.Context, l slog.Level) bool {
 	return h.inner.Enabled(ctx, l)
 }
 
-func (h *prefixHandler) Handle(ctx context.Context, r slog.Record) error {
+func (h *lineHandler) Handle(ctx context.Context, r slog.Record) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.buf.Reset()
 	if err := h.inner.Handle(ctx, r); err != nil {
 		return err
 	}
-	_, err := io.WriteString(h.w, h.prefix(r.Level)+h.buf.String())
-	return err
+	return h.emit(r.Level, h.buf.String())
 }
 
-func (h *prefixHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+func (h *lineHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	c := *h
 	c.inner = h.inner.WithAttrs(attrs)
 	return &c
 }
 
-func (h *prefixHandler) WithGroup(name string) slog.Handler {
+func (h *lineHandler) WithGroup(name string) slog.Handler {
 	c := *h
 	c.inner = h.inner.WithGroup(name)
 	return &c

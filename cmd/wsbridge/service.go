@@ -287,7 +287,7 @@ func serviceRun(ctx context.Context, path string, stderr io.Writer) error {
 		return fmt.Errorf("configuration directory: %w", err)
 	}
 	err = service.Run(ctx, func(ctx context.Context, reload <-chan struct{}) error {
-		return serve(ctx, fileLoader(abs), &procOptions{reload: reload, serviceLog: service.LogHandler}, stderr)
+		return serve(ctx, fileLoader(abs), &procOptions{reload: reload, serviceLog: service.EventLog}, stderr)
 	})
 	if errors.Is(err, flag.ErrHelp) {
 		return nil

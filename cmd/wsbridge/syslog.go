@@ -37,11 +37,14 @@ func newSyslogHandler(c net.Conn, level slog.Leveler, legacy bool) slog.Handler 
 		host = "-"
 	}
 	pid := os.Getpid()
-	return newPrefixHandler(c, level, func(l slog.Level) string {
+	return newLineHandler(level, true, func(l slog.Level, line string) error {
 		pri := facilityDaemon*8 + priority(l)
+		var err error
 		if legacy {
-			return fmt.Sprintf("<%d>wsbridge[%d]: ", pri, pid)
+			_, err = fmt.Fprintf(c, "<%d>wsbridge[%d]: %s", pri, pid, line)
+		} else {
+			_, err = fmt.Fprintf(c, "<%d>1 %s %s wsbridge %d - - %s", pri, time.Now().UTC().Format(time.RFC3339Nano), host, pid, line)
 		}
-		return fmt.Sprintf("<%d>1 %s %s wsbridge %d - - ", pri, time.Now().UTC().Format(time.RFC3339Nano), host, pid)
+		return err
 	})
 }

@@ -28,8 +28,8 @@ type procOptions struct {
 	reload <-chan struct{}
 	// serviceLog gives the service manager's own log (the Windows event
 	// log), used when bridge.hcl names no log file or syslog; nil, or a
-	// nil handler, means standard error.
-	serviceLog func(slog.Leveler) (slog.Handler, func(), error)
+	// nil sink, means standard error.
+	serviceLog func() (func(slog.Level, string) error, error)
 }
 
 // wsOption is one websockify option: how wsbridge treats it.
