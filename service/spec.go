@@ -17,6 +17,12 @@ import (
 // the launchd label, the Windows service and its event log source.
 const Name = "wsbridge"
 
+// The service's names for people, on every platform.
+const (
+	displayName = "wsbridge WebSocket bridge"
+	description = "WebSocket to TCP bridge for noVNC, web terminals and kiosks"
+)
+
 // Spec is what to install: enough to write the unit, plist or service entry
 // without reading bridge.hcl again.
 type Spec struct {
@@ -135,8 +141,8 @@ func (s Spec) kardianos() (*kservice.Config, error) {
 	w := s.Windows()
 	return &kservice.Config{
 		Name:             Name,
-		DisplayName:      w.DisplayName,
-		Description:      w.Description,
+		DisplayName:      displayName,
+		Description:      description,
 		Executable:       s.Executable,
 		Arguments:        s.Arguments(),
 		UserName:         s.Account(),
@@ -164,7 +170,7 @@ func (s Spec) Unit() (string, error) {
 	}
 	// The keys the library passes to a systemd template (v1.3, Install).
 	return Render(t, map[string]any{
-		"Description":       s.Windows().Description,
+		"Description":       description,
 		"Path":              s.Executable,
 		"Name":              Name,
 		"Dependencies":      []string(nil),

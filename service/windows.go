@@ -42,8 +42,8 @@ func (s Spec) Windows() WindowsSettings {
 	}
 	return WindowsSettings{
 		Name:               Name,
-		DisplayName:        "wsbridge WebSocket bridge",
-		Description:        "WebSocket to TCP bridge for noVNC, web terminals and kiosks",
+		DisplayName:        displayName,
+		Description:        description,
 		CommandLine:        strings.Join(args, " "),
 		Account:            s.Account(),
 		StartType:          "automatic",

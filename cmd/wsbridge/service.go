@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/wsbridge/wsbridge/service"
 )
@@ -136,29 +135,28 @@ func cmdService(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	switch name {
-	case "configure":
-		err = m.Configure()
-	case "uninstall":
-		err = m.Uninstall()
-	case "start":
-		err = m.Start()
-	case "stop":
-		err = m.Stop()
-	case "restart":
-		err = m.Restart()
-	case "status":
-		var st string
-		st, err = m.Status()
-		if err == nil {
-			fmt.Fprintf(stdout, "wsbridge service (%s): %s\n", m.Platform(), st)
+	if name == "status" {
+		st, err := m.Status()
+		if err != nil {
+			return err
 		}
+		fmt.Fprintf(stdout, "wsbridge service (%s): %s\n", m.Platform(), st)
+		return nil
+	}
+	act := map[string]struct {
+		do   func() error
+		done string
+	}{
+		"configure": {m.Configure, "configured"},
+		"uninstall": {m.Uninstall, "uninstalled"},
+		"start":     {m.Start, "started"},
+		"stop":      {m.Stop, "stopped"},
+		"restart":   {m.Restart, "restarted"},
+	}[name]
+	if err := act.do(); err != nil {
 		return err
 	}
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "wsbridge service: %sed\n", map[string]string{"configure": "configur", "uninstall": "uninstall", "start": "start", "stop": "stopp", "restart": "restart"}[name])
+	fmt.Fprintf(stdout, "wsbridge service: %s\n", act.done)
 	return nil
 }
 
@@ -243,7 +241,7 @@ func specFor(st *settings, exe, config, user string, userLevel bool) service.Spe
 
 // closeBudget is what a stop takes after the drain: closing handshakes
 // and the last log lines.
-const closeBudget = 15e9
+const closeBudget = 15 * time.Second
 
 func absPath(config, p string) string {
 	if filepath.IsAbs(p) {
@@ -286,11 +284,7 @@ func serviceRun(ctx context.Context, path string, stderr io.Writer) error {
 	if err := os.Chdir(filepath.Dir(abs)); err != nil {
 		return fmt.Errorf("configuration directory: %w", err)
 	}
-	err = service.Run(ctx, func(ctx context.Context, reload <-chan struct{}) error {
+	return service.Run(ctx, func(ctx context.Context, reload <-chan struct{}) error {
 		return serve(ctx, fileLoader(abs), &procOptions{reload: reload, serviceLog: service.EventLog}, stderr)
 	})
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	return err
 }
