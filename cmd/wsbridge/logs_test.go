@@ -5,7 +5,6 @@ package main
 import (
 	"crypto/tls"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -112,31 +111,6 @@ func waitFile(t *testing.T, path string, re *regexp.Regexp) string {
 	return ""
 }
 
-// syslogSink is a Unix datagram socket standing in for /dev/log: a real
-// socket that collects what wsbridge sends.
-func syslogSink(t *testing.T) (string, <-chan string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "log")
-	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	got := make(chan string, 100)
-	go func() {
-		buf := make([]byte, 8192)
-		for {
-			n, err := c.Read(buf)
-			if err != nil {
-				close(got)
-				return
-			}
-			got <- string(buf[:n])
-		}
-	}()
-	return path, got
-}
-
 func nextMatch(t *testing.T, got <-chan string, re *regexp.Regexp) []string {
 	t.Helper()
 	timeout := time.After(10 * time.Second)
@@ -158,7 +132,7 @@ func nextMatch(t *testing.T, got <-chan string, re *regexp.Regexp) []string {
 func TestSyslogOutput(t *testing.T) {
 	echo := testenv.Listen(t, "tcp", "127.0.0.1:0", testenv.Echo)
 	t.Run("rfc5424", func(t *testing.T) {
-		sock, got := syslogSink(t)
+		sock, got := datagrams(t, "log")
 		cfg := writeConfig(t, "listen = \"127.0.0.1:0\"\ndrain_timeout = \"100ms\"\nlog {\n  syslog = \""+sock+"\"\n}\ntarget \"vnc\" {\n  address = \""+echo+"\"\n}\n")
 		cmd := exec.Command(wsbridgeBinary(t), "run", "-config", cfg)
 		if err := cmd.Start(); err != nil {
@@ -178,7 +152,7 @@ func TestSyslogOutput(t *testing.T) {
 		}
 	})
 	t.Run("rfc3164", func(t *testing.T) {
-		sock, got := syslogSink(t)
+		sock, got := datagrams(t, "log")
 		cmd := exec.Command(wsbridgeBinary(t), "--syslog", sock, "--legacy-syslog", "127.0.0.1:0", echo)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -196,16 +170,7 @@ func TestSyslogOutput(t *testing.T) {
 // input, as inetd-style supervisors pass it.
 func TestWebsockifyInetd(t *testing.T) {
 	target := interopTarget(t, "tcp", "127.0.0.1:0")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	ln, f := inheritedListener(t)
 	cmd := exec.Command(wsbridgeBinary(t), "--inetd", target)
 	cmd.Stdin = f
 	d := startCmd(t, cmd)

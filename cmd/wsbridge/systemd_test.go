@@ -25,34 +25,8 @@ import (
 // READY, RELOADING and STOPPING.
 func TestSocketActivation(t *testing.T) {
 	echo := testenv.Listen(t, "tcp", "127.0.0.1:0", testenv.Echo)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	lf, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lf.Close()
-
-	sock := filepath.Join(t.TempDir(), "notify")
-	notes, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer notes.Close()
-	got := make(chan string, 10)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := notes.Read(buf)
-			if err != nil {
-				return
-			}
-			got <- string(buf[:n])
-		}
-	}()
+	ln, lf := inheritedListener(t)
+	sock, got := datagrams(t, "notify")
 
 	// The configured address is never bound: the passed socket replaces it.
 	path := writeConfig(t, fmt.Sprintf(`listen = "127.0.0.1:1"
@@ -102,6 +76,48 @@ target "echo" {
 	if code := d.wait(t, 10*time.Second); code != 0 {
 		t.Errorf("exit %d", code)
 	}
+}
+
+// inheritedListener is a listening socket and its file, to hand to a
+// child process as systemd or inetd would.
+func inheritedListener(t *testing.T) (net.Listener, *os.File) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return ln, f
+}
+
+// datagrams listens on a Unix datagram socket named name in a temporary
+// directory, as systemd's NOTIFY_SOCKET or syslog's /dev/log, and passes
+// on each datagram.
+func datagrams(t *testing.T, name string) (string, <-chan string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	got := make(chan string, 100)
+	go func() {
+		buf := make([]byte, 8192)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			got <- string(buf[:n])
+		}
+	}()
+	return path, got
 }
 
 // TestUnixListenerAndPortZero listens on a Unix socket with a mode and on
