@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"sync"
 
 	kservice "github.com/kardianos/service"
 )
@@ -21,7 +20,6 @@ type program struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
-	once   sync.Once
 	err    error
 }
 
@@ -42,7 +40,7 @@ func (p *program) Start(kservice.Service) error {
 // Stop ends the daemon's context and waits for its drain; the manager's
 // own stop timeout bounds the wait.
 func (p *program) Stop(kservice.Service) error {
-	p.once.Do(p.cancel)
+	p.cancel()
 	<-p.done
 	return p.err
 }
