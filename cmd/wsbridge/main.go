@@ -39,9 +39,13 @@ var errReported = errors.New("reported")
 
 func exitCode(err error, stderr io.Writer) int {
 	var ue *usageError
+	var ee *exitError
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.As(err, &ee):
+		fmt.Fprintf(stderr, "wsbridge: %v\n", err)
+		return ee.code
 	case errors.Is(err, errReported):
 		return 2
 	case errors.As(err, &ue):
@@ -65,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdReload(args[1:], stdout, stderr)
 	case "service":
 		return cmdService(ctx, args[1:], stdout, stderr)
+	case "connect":
+		return cmdConnect(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "wsbridge %s\n", buildVersion())
 		return nil
@@ -321,6 +327,9 @@ usage:
   wsbridge reload -config FILE      ask the running wsbridge to re-read FILE
   wsbridge service COMMAND          install, uninstall, start, stop, restart,
                                     status or print the OS service
+  wsbridge connect [flags] URL      the client half: standard input and output,
+                                    or -listen PORT, to a ws:// or wss:// bridge
+                                    (an OpenSSH ProxyCommand)
   wsbridge version                  print the version
   wsbridge help [websockify]        this text, or the websockify command line
   wsbridge [websockify options] [source_addr:]source_port target_addr:target_port
