@@ -27,10 +27,10 @@ lint:
 test:
 	go test -race -shuffle=on -count=1 ./...
 
-# End-to-end checks with real programs live in the regular tests for now
-# (the websockify interop suite); the browser and ssh suite comes later.
+# The end-to-end suite: noVNC in Chromium, OpenSSH, websockify. It needs
+# the Debian packages and npm modules that .ci/run installs (README).
 e2e:
-	go test -race -count=1 -run 'Interop' ./cmd/wsbridge
+	go test -tags e2e -count=1 -v ./internal/e2e
 
 fuzz:
 	go test -run '^$$' -fuzz FuzzParseTokens -fuzztime $(FUZZTIME) ./targets

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -97,7 +98,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error
 	ws, resp, err := websocket.Dial(ctx, u.String(), wo)
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			return nil, &HandshakeError{Status: resp.StatusCode, Reason: firstLine(resp.Body)}
+			return nil, &HandshakeError{Status: resp.StatusCode, Reason: refusalReason(resp)}
 		}
 		// The library's message quotes the whole URL; keep only the cause.
 		var ue *url.Error
@@ -124,15 +125,23 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error
 	return &Client{ws: ws, mode: o.Mode, opts: o}, nil
 }
 
-// firstLine reads the start of a refusal's body: wsbridge and websockify
-// answer with one line of plain text.
-func firstLine(r io.Reader) string {
-	if r == nil {
-		return ""
+// refusalReason is why a bridge refused: wsbridge says it in a line of
+// plain text, websockify in the status line's reason phrase (its body is
+// an HTML page).
+func refusalReason(resp *http.Response) string {
+	phrase := strings.TrimSpace(strings.TrimPrefix(resp.Status, strconv.Itoa(resp.StatusCode)))
+	if phrase == http.StatusText(resp.StatusCode) {
+		phrase = ""
 	}
-	b, _ := io.ReadAll(io.LimitReader(r, 512))
+	if resp.Body == nil || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		return phrase
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	line, _, _ := strings.Cut(string(b), "\n")
-	return strings.TrimSpace(line)
+	if line = strings.TrimSpace(line); line != "" {
+		return line
+	}
+	return phrase
 }
 
 // Redact returns u without its query, fragment and user information.
