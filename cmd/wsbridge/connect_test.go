@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -16,7 +18,9 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/internal/testenv"
+	"github.com/wsbridge/wsbridge/targets"
 )
 
 // connectBridge runs a wsbridge daemon with targets for the connect tests:
@@ -292,6 +296,66 @@ func TestConnectSecretsFromFiles(t *testing.T) {
 			}
 			if strings.Contains(r.stderr.String(), "token-of-ci") || strings.Contains(r.stderr.String(), "not-it") || strings.Contains(r.stderr.String(), "alice-pw") {
 				t.Errorf("stderr shows a secret: %q", r.stderr.String())
+			}
+		})
+	}
+}
+
+// TestConnectInProcess runs connect's command in this process against an
+// in-process bridge, and checks the exit status each ending maps to.
+func TestConnectInProcess(t *testing.T) {
+	hello := testenv.Listen(t, "tcp", "127.0.0.1:0", func(c net.Conn) { c.Write([]byte("hi")) })
+	reset := testenv.Listen(t, "tcp", "127.0.0.1:0", func(c net.Conn) {
+		c.Read(make([]byte, 1))
+		c.(*net.TCPConn).SetLinger(0)
+	})
+	quiet := testenv.Listen(t, "tcp", "127.0.0.1:0", func(c net.Conn) { io.Copy(io.Discard, c) })
+	r, err := targets.NewRouter([]targets.Route{
+		{Path: "/hello", Target: targets.Target{Name: "hello", Network: "tcp", Address: hello}},
+		{Path: "/reset", Target: targets.Target{Name: "reset", Network: "tcp", Address: reset}},
+		{Path: "/quiet", Target: targets.Target{Name: "quiet", Network: "tcp", Address: quiet}},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := bridge.New(r, &bridge.Options{Logger: slog.New(slog.DiscardHandler)})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	base := "ws://" + ln.Addr().String()
+	for _, tt := range []struct {
+		name   string
+		args   []string
+		stdin  string
+		cancel time.Duration // cancel the context after this long; 0 never
+		code   int
+		stdout string
+	}{
+		{"binary", []string{base + "/hello"}, "", 0, 0, "hi"},
+		{"base64", []string{"-subprotocol", "base64", base + "/hello"}, "", 0, 0, "hi"},
+		{"refused", []string{base + "/nope"}, "", 0, 3, ""},
+		{"target reset", []string{"-eof-wait", "-1s", base + "/reset"}, "x", 0, 5, ""},
+		{"unreachable", []string{"ws://" + deadAddrCmd(t) + "/"}, "", 0, 1, ""},
+		{"interrupted", []string{"-eof-wait", "-1s", base + "/quiet"}, "", 200 * time.Millisecond, 130, ""},
+		{"usage", []string{"-subprotocol", "text", base + "/hello"}, "", 0, 2, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			if tt.cancel > 0 {
+				time.AfterFunc(tt.cancel, cancel)
+			}
+			var stdout, stderr strings.Builder
+			err := cmdConnect(ctx, tt.args, strings.NewReader(tt.stdin), &stdout, &stderr)
+			if code := exitCode(err, &stderr); code != tt.code || stdout.String() != tt.stdout {
+				t.Errorf("exit %d, stdout %q (err %v, stderr %q); want %d, %q", code, stdout.String(), err, stderr.String(), tt.code, tt.stdout)
 			}
 		})
 	}
