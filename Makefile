@@ -5,7 +5,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.1.4
 FUZZTIME   ?= 30s
 
-.PHONY: all fmt fmt-check lint test e2e fuzz bench build dist clean
+.PHONY: all fmt fmt-check lint test e2e fuzz bench bench-ci bench-compare build dist clean
 
 all: fmt-check lint test
 
@@ -42,6 +42,16 @@ fuzz:
 
 bench:
 	go test -run '^$$' -bench . -benchmem -count 5 ./bridge ./targets
+
+# The same benchmarks, briefly, so that CI keeps them working.
+bench-ci:
+	go test -run '^$$' -bench . -benchmem -benchtime 20x ./bridge ./targets
+
+# wsbridge, websockify, a Go TCP relay and direct TCP side by side
+# (BENCHMARKS.md); BENCHFLAGS for wsbridge-bench compare, such as -hold 10s.
+bench-compare: build
+	go build -trimpath -o bin/wsbridge-bench ./cmd/wsbridge-bench
+	bin/wsbridge-bench compare -wsbridge bin/wsbridge $(BENCHFLAGS)
 
 build:
 	go build -trimpath -ldflags '$(LDFLAGS)' -o bin/wsbridge ./cmd/wsbridge

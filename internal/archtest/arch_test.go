@@ -28,6 +28,7 @@ var rules = map[string]struct {
 	"internal/systemd":  {external: []string{"golang.org/x/sys"}},
 	"internal/recorder": {internal: []string{"bridge"}},
 	"internal/metrics":  {internal: []string{"bridge"}, external: []string{"github.com/prometheus/client_golang"}},
+	"internal/loadtest": {external: []string{"github.com/coder/websocket"}},
 }
 
 type pkg struct {

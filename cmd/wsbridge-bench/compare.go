@@ -1,0 +1,322 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/wsbridge/wsbridge/internal/loadtest"
+)
+
+const compareUsage = `usage: wsbridge-bench compare [-wsbridge PATH] [-websockify PATH] [flags]
+
+Starts this tool's TCP target, a plain Go TCP relay (this tool, io.Copy
+both ways), Debian's websockify and wsbridge (default settings except the
+per-address limits, which would refuse one client's thousands of
+sessions), measures them and direct TCP one after the other, and prints
+one Markdown table with the ratios and the targets of issue 9.
+
+websockify forks a process per session, so its memory run opens
+-websockify-sessions sessions (its PSS is summed over its processes) and
+its throughput runs move -websockify-bytes.
+
+`
+
+func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, compareUsage); fs.PrintDefaults() }
+	wsbridge := fs.String("wsbridge", "bin/wsbridge", "the wsbridge `binary`")
+	websockify := fs.String("websockify", "websockify", "the websockify `program`; \"\" leaves it out")
+	wsfySessions := fs.Int("websockify-sessions", 200, "idle sessions in websockify's memory run")
+	var wsfyBytes int64 = 256 << 20
+	fs.Func("websockify-bytes", "bytes per websockify throughput run (default 256MiB)", func(s string) error {
+		n, err := parseBytes(s)
+		wsfyBytes = n
+		return err
+	})
+	var p plan
+	p.flags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	p.defaults()
+	log := stderr
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	target := loadtest.NewTarget(ln)
+	defer target.Close()
+	dir, err := os.MkdirTemp("", "wsbridge-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	type entry struct {
+		e    *loadtest.Endpoint
+		proc *loadtest.Process
+		p    plan
+	}
+	var entries []entry
+	entries = append(entries, entry{e: &loadtest.Endpoint{Name: "direct TCP", Addr: target.Addr()}, p: p})
+
+	relayAddr, relay, err := startProgram(ctx, dir, "relay", self, "relay", "-listen", "{addr}", "-target", target.Addr())
+	if err != nil {
+		return err
+	}
+	defer stopProgram(relay)
+	entries = append(entries, entry{e: &loadtest.Endpoint{Name: "Go TCP relay", Addr: relayAddr}, proc: &loadtest.Process{PID: relay.Process.Pid}, p: p})
+
+	if *websockify != "" {
+		wp := p
+		wp.bytes = min(p.bytes, wsfyBytes)
+		wp.sessions = *wsfySessions
+		addr, cmd, err := startProgram(ctx, dir, "websockify", *websockify, "{addr}", target.Addr())
+		if err != nil {
+			return err
+		}
+		defer stopProgram(cmd)
+		entries = append(entries, entry{e: &loadtest.Endpoint{Name: "websockify", URL: "ws://" + addr + "/"}, proc: &loadtest.Process{PID: cmd.Process.Pid}, p: wp})
+	}
+
+	cfg := filepath.Join(dir, "bridge.hcl")
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	bridgeAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	err = os.WriteFile(cfg, []byte(fmt.Sprintf(`# wsbridge's defaults, but one client address may open every session.
+listen = %q
+limits {
+  per_ip_sessions = 0
+  per_ip_rate     = 0
+}
+target "bench" {
+  address = %q
+}
+`, bridgeAddr, target.Addr())), 0o600)
+	if err != nil {
+		return err
+	}
+	_, bridge, err := startProgram(ctx, dir, "wsbridge", *wsbridge, "run", "-config", cfg)
+	if err != nil {
+		return err
+	}
+	defer stopProgram(bridge)
+	if err := waitListen(ctx, bridgeAddr, bridge); err != nil {
+		return err
+	}
+	wp := p
+	wp.base64 = true
+	entries = append(entries, entry{e: &loadtest.Endpoint{Name: "wsbridge", URL: "ws://" + bridgeAddr + "/"}, proc: &loadtest.Process{PID: bridge.Process.Pid}, p: wp})
+
+	results := map[string]*result{}
+	for _, en := range entries {
+		fmt.Fprintf(log, "== %s\n", en.e.Name)
+		r, err := measure(ctx, en.e, en.proc, &en.p, log)
+		if err != nil {
+			return err
+		}
+		results[en.e.Name] = r
+	}
+	if errs := target.Errors(); len(errs) > 0 {
+		return fmt.Errorf("the target saw: %v", errs[0])
+	}
+	printTable(stdout, results, &p, *websockify != "", args)
+	return nil
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// startProgram runs a bridge with {addr} in its arguments replaced by a
+// free loopback address, its output in dir/name.log, and waits until it
+// listens there (when {addr} is used).
+func startProgram(ctx context.Context, dir, name, program string, args ...string) (string, *exec.Cmd, error) {
+	port, err := freePort()
+	if err != nil {
+		return "", nil, err
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	uses := false
+	for i, a := range args {
+		if a == "{addr}" {
+			args[i], uses = addr, true
+		}
+	}
+	out, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command(program, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	out.Close()
+	if uses {
+		if err := waitListen(ctx, addr, cmd); err != nil {
+			stopProgram(cmd)
+			b, _ := os.ReadFile(filepath.Join(dir, name+".log"))
+			return "", nil, fmt.Errorf("%s: %w\n%s", name, err, b)
+		}
+	}
+	return addr, cmd, nil
+}
+
+func waitListen(ctx context.Context, addr string, cmd *exec.Cmd) error {
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("nothing listens on %s after 15s", addr)
+}
+
+func stopProgram(cmd *exec.Cmd) {
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+}
+
+// printTable prints the results with their ratios and the targets.
+func printTable(w io.Writer, rs map[string]*result, p *plan, withWebsockify bool, args []string) {
+	names := []string{"direct TCP", "Go TCP relay"}
+	if withWebsockify {
+		names = append(names, "websockify")
+	}
+	names = append(names, "wsbridge")
+	host, _ := os.Hostname()
+	fmt.Fprintf(w, "%s, %s/%s, %d CPUs, %s; wsbridge-bench compare %s\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), host, strings.Join(args, " "))
+	fmt.Fprintf(w, "| measure | %s | target | met |\n", strings.Join(names, " | "))
+	fmt.Fprintf(w, "|---%s|---|---|\n", strings.Repeat("|---", len(names)))
+	ws, relay, direct, wsfy := rs["wsbridge"], rs["Go TCP relay"], rs["direct TCP"], rs["websockify"]
+	row := func(label string, val func(r *result) (float64, bool), format, target string, met string) {
+		cells := make([]string, len(names))
+		for i, n := range names {
+			v, ok := 0.0, false
+			if r := rs[n]; r != nil {
+				v, ok = val(r)
+			}
+			if ok {
+				cells[i] = fmt.Sprintf(format, v)
+			} else {
+				cells[i] = "–"
+			}
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", label, strings.Join(cells, " | "), target, met)
+	}
+	tp := func(key string) func(r *result) (float64, bool) {
+		return func(r *result) (float64, bool) { t, ok := r.throughput[key]; return t.MBps(), ok }
+	}
+	cpu := func(key string) func(r *result) (float64, bool) {
+		return func(r *result) (float64, bool) {
+			t, ok := r.throughput[key]
+			return t.CPUPerGB(), ok && r.name != "direct TCP"
+		}
+	}
+	ratio := func(a, b float64) float64 {
+		if b == 0 {
+			return 0
+		}
+		return a / b
+	}
+	yes := func(ok bool) string {
+		if ok {
+			return "yes"
+		}
+		return "**no**"
+	}
+	for _, dir := range []string{"c2t", "t2c"} {
+		label := map[string]string{"c2t": "client to target", "t2c": "target to client"}[dir]
+		r1 := ratio(ws.throughput[dir].MBps(), direct.throughput[dir].MBps())
+		target := fmt.Sprintf("≥ 0.5× direct: %.2f×", r1)
+		met := r1 >= 0.5
+		if dir == "c2t" && wsfy != nil {
+			r2 := ratio(ws.throughput[dir].MBps(), wsfy.throughput[dir].MBps())
+			target += fmt.Sprintf("; ≥ 6× websockify: %.1f×", r2)
+			met = met && r2 >= 6
+		}
+		row("throughput "+label+", binary, MB/s", tp(dir), "%.0f", target, yes(met))
+	}
+	for _, dir := range []string{"c2t", "t2c"} {
+		label := map[string]string{"c2t": "client to target", "t2c": "target to client"}[dir]
+		row("throughput "+label+", base64, MB/s", tp(dir+" base64"), "%.0f", "", "")
+	}
+	for _, key := range []string{"c2t", "t2c", "c2t base64", "t2c base64"} {
+		limit := 0.40
+		if strings.HasSuffix(key, "base64") {
+			limit = 1.2
+		}
+		v := ws.throughput[key].CPUPerGB()
+		mode := "binary"
+		if strings.HasSuffix(key, "base64") {
+			mode = "base64"
+		}
+		label := map[string]string{"c2t": "client to target", "t2c": "target to client"}[strings.Fields(key)[0]]
+		row(fmt.Sprintf("bridge CPU s per GB, %s, %s", label, mode), cpu(key), "%.3f", fmt.Sprintf("≤ %.2f", limit), yes(v <= limit))
+	}
+	lat := func(q func(l loadtest.Latency) time.Duration) func(r *result) (float64, bool) {
+		return func(r *result) (float64, bool) { return float64(q(r.latency).Microseconds()), r.latency.Count > 0 }
+	}
+	p50 := ratio(float64(ws.latency.P50), float64(relay.latency.P50))
+	p99 := ratio(float64(ws.latency.P99), float64(relay.latency.P99))
+	row("64-byte echo p50, µs", lat(func(l loadtest.Latency) time.Duration { return l.P50 }), "%.0f", fmt.Sprintf("≤ 1.05× relay: %.2f×", p50), yes(p50 <= 1.05))
+	row("64-byte echo p90, µs", lat(func(l loadtest.Latency) time.Duration { return l.P90 }), "%.0f", "", "")
+	row("64-byte echo p99, µs", lat(func(l loadtest.Latency) time.Duration { return l.P99 }), "%.0f", fmt.Sprintf("≤ 1.2× relay: %.2f×", p99), yes(p99 <= 1.2))
+	s1 := ratio(ws.setup.PerSecond(), relay.setup.PerSecond())
+	target := fmt.Sprintf("≥ 0.5× relay: %.2f×", s1)
+	met := s1 >= 0.5
+	if wsfy != nil {
+		s2 := ratio(ws.setup.PerSecond(), wsfy.setup.PerSecond())
+		target += fmt.Sprintf("; ≥ 10× websockify: %.1f×", s2)
+		met = met && s2 >= 10
+	}
+	row(fmt.Sprintf("sessions set up per s, %d clients", p.clients), func(r *result) (float64, bool) { return r.setup.PerSecond(), r.setup.Sessions > 0 }, "%.0f", target, yes(met))
+	mem := func(r *result) (float64, bool) { return float64(r.memory.PerSession) / 1024, r.memory.Sessions > 0 }
+	per := float64(ws.memory.PerSession) / 1024
+	row("PSS per idle session, KiB", mem, "%.1f", fmt.Sprintf("≤ 16 KiB with 9,000: %d sessions", ws.memory.Sessions), yes(per <= 16 && ws.memory.Sessions >= 9000))
+	sessions := func(r *result) (float64, bool) { return float64(r.memory.Sessions), r.memory.Sessions > 0 }
+	row("idle sessions held", sessions, "%.0f", "", "")
+	growth := func(r *result) (float64, bool) {
+		return float64(r.memory.End-r.memory.Held) / 1024, r.memory.Sessions > 0
+	}
+	g := ws.memory.End - ws.memory.Held
+	row(fmt.Sprintf("PSS growth while held %v, KiB", p.hold), growth, "%.0f", "none (≤ 1% of held)", yes(float64(g) <= 0.01*float64(ws.memory.Held)))
+}

@@ -1,0 +1,265 @@
+// Command wsbridge-bench measures WebSocket-to-TCP bridges side by side:
+// wsbridge, websockify, a plain Go TCP relay and direct TCP. It brings its
+// own TCP target and checks every byte.
+//
+//	wsbridge-bench compare -wsbridge bin/wsbridge [-websockify websockify]
+//	wsbridge-bench run -url ws://127.0.0.1:6080/ -pid PID -target 127.0.0.1:5999
+//	wsbridge-bench relay -listen 127.0.0.1:7000 -target 127.0.0.1:5999
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/wsbridge/wsbridge/internal/loadtest"
+)
+
+const usage = `usage:
+  wsbridge-bench compare [flags]   start wsbridge, websockify, a Go TCP relay
+                                   and measure them and direct TCP in one run
+  wsbridge-bench run [flags]       measure one bridge that is already running
+                                   and bridges to this tool's -target
+  wsbridge-bench relay -listen ADDR -target ADDR
+                                   the plain Go TCP relay (io.Copy both ways)
+
+Each takes -h.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(os.Stderr, "wsbridge-bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return flag.ErrHelp
+	}
+	switch args[0] {
+	case "compare":
+		return cmdCompare(ctx, args[1:], stdout, stderr)
+	case "run":
+		return cmdRun(ctx, args[1:], stdout, stderr)
+	case "relay":
+		return cmdRelay(args[1:], stderr)
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+func cmdRelay(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:0", "`address` to listen on")
+	target := fs.String("target", "", "`address` to relay to")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "listening %s\n", ln.Addr())
+	return loadtest.Relay(ln, *target)
+}
+
+// plan is what a run measures.
+type plan struct {
+	bytes          int64
+	count          int
+	sessions       int
+	hold           time.Duration
+	clients        int
+	setupFor       time.Duration
+	parallel       int
+	base64         bool
+	tests          map[string]bool
+	throughputOnly bool
+}
+
+func (p *plan) flags(fs *flag.FlagSet) {
+	fs.Func("bytes", "bytes per throughput run, such as 1GB or 256MB (default 1GB)", func(s string) error {
+		n, err := parseBytes(s)
+		p.bytes = n
+		return err
+	})
+	fs.IntVar(&p.count, "count", 20000, "round trips in the latency run")
+	fs.IntVar(&p.sessions, "sessions", 9000, "idle sessions in the memory run")
+	fs.DurationVar(&p.hold, "hold", 60*time.Second, "how long the idle sessions are held")
+	fs.IntVar(&p.clients, "clients", 16, "concurrent clients in the setup-rate run")
+	fs.DurationVar(&p.setupFor, "setup-for", 5*time.Second, "length of the setup-rate run")
+	fs.IntVar(&p.parallel, "parallel", 64, "sessions opened at once in the memory run")
+	fs.Func("tests", "comma-separated: throughput, latency, memory, setup (default all)", func(s string) error {
+		p.tests = map[string]bool{}
+		for _, t := range strings.Split(s, ",") {
+			switch t = strings.TrimSpace(t); t {
+			case "throughput", "latency", "memory", "setup":
+				p.tests[t] = true
+			default:
+				return fmt.Errorf("unknown test %q", t)
+			}
+		}
+		return nil
+	})
+}
+
+func (p *plan) defaults() {
+	if p.bytes == 0 {
+		p.bytes = 1 << 30
+	}
+	if p.tests == nil {
+		p.tests = map[string]bool{"throughput": true, "latency": true, "memory": true, "setup": true}
+	}
+}
+
+func parseBytes(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			n, err := strconv.ParseFloat(num, 64)
+			if err != nil || n <= 0 {
+				return 0, fmt.Errorf("bad size %q", s)
+			}
+			return int64(n * float64(u.mult)), nil
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return n, nil
+}
+
+// result is everything measured for one endpoint; zero values were not
+// measured.
+type result struct {
+	name       string
+	throughput map[string]loadtest.Throughput // "c2t", "t2c", "c2t base64", "t2c base64"
+	latency    loadtest.Latency
+	memory     loadtest.Memory
+	setup      loadtest.Setup
+}
+
+// measure runs the plan against e. proc may be nil (direct TCP).
+func measure(ctx context.Context, e *loadtest.Endpoint, proc *loadtest.Process, p *plan, log io.Writer) (*result, error) {
+	r := &result{name: e.Name, throughput: map[string]loadtest.Throughput{}}
+	if p.tests["throughput"] {
+		modes := []bool{false}
+		if p.base64 {
+			modes = append(modes, true)
+		}
+		for _, b64 := range modes {
+			ep := *e
+			ep.Base64 = b64
+			for _, dir := range []loadtest.Direction{loadtest.ClientToTarget, loadtest.TargetToClient} {
+				t, err := loadtest.MeasureThroughput(ctx, &ep, dir, p.bytes, proc)
+				if err != nil {
+					return r, fmt.Errorf("%s %v throughput: %w", e.Name, dir, err)
+				}
+				key := map[loadtest.Direction]string{loadtest.ClientToTarget: "c2t", loadtest.TargetToClient: "t2c"}[dir]
+				if b64 {
+					key += " base64"
+				}
+				r.throughput[key] = t
+				fmt.Fprintf(log, "%s: %s %s: %.0f MB/s, %.3f CPU s/GB\n", e.Name, dir, modeName(b64), t.MBps(), t.CPUPerGB())
+			}
+		}
+	}
+	if p.tests["latency"] {
+		l, err := loadtest.MeasureLatency(ctx, e, p.count, 64)
+		if err != nil {
+			return r, fmt.Errorf("%s latency: %w", e.Name, err)
+		}
+		r.latency = l
+		fmt.Fprintf(log, "%s: 64-byte echo p50 %v p90 %v p99 %v (%d round trips)\n", e.Name, l.P50, l.P90, l.P99, l.Count)
+	}
+	if p.tests["setup"] {
+		s, err := loadtest.MeasureSetup(ctx, e, p.clients, p.setupFor)
+		if err != nil {
+			return r, fmt.Errorf("%s setup: %w", e.Name, err)
+		}
+		r.setup = s
+		fmt.Fprintf(log, "%s: %.0f sessions/s with %d clients\n", e.Name, s.PerSecond(), p.clients)
+	}
+	if p.tests["memory"] && proc != nil && p.sessions > 0 {
+		m, err := loadtest.MeasureIdleMemory(ctx, e, p.sessions, p.hold, proc, p.parallel)
+		if err != nil {
+			return r, fmt.Errorf("%s memory: %w", e.Name, err)
+		}
+		r.memory = m
+		fmt.Fprintf(log, "%s: %d idle sessions: PSS %s before, %s held, %s after %v: %s per session\n",
+			e.Name, m.Sessions, kib(m.Before), kib(m.Held), kib(m.End), m.Hold, kib(m.PerSession))
+	}
+	return r, nil
+}
+
+func modeName(b64 bool) string {
+	if b64 {
+		return "base64"
+	}
+	return "binary"
+}
+
+func kib(n int64) string { return fmt.Sprintf("%.1f KiB", float64(n)/1024) }
+
+const runUsage = `usage: wsbridge-bench run (-url ws://HOST:PORT/PATH | -tcp HOST:PORT) -target HOST:PORT [-pid PID] [flags]
+
+Measures one bridge that is already running. This tool's TCP target
+listens on -target: configure the bridge to bridge there. -pid is the
+bridge's process, for CPU time and PSS (its children are counted too).
+
+`
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, runUsage); fs.PrintDefaults() }
+	url := fs.String("url", "", "the bridge's ws:// `URL`")
+	tcp := fs.String("tcp", "", "a TCP relay's `address` instead of a WebSocket bridge")
+	targetAddr := fs.String("target", "127.0.0.1:5999", "`address` for this tool's target")
+	pid := fs.Int("pid", 0, "the bridge's process `ID` (0: no CPU or memory figures)")
+	var p plan
+	p.flags(fs)
+	fs.BoolVar(&p.base64, "base64", false, "also measure throughput with the base64 subprotocol")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	p.defaults()
+	if (*url == "") == (*tcp == "") {
+		return errors.New("run takes -url or -tcp")
+	}
+	ln, err := net.Listen("tcp", *targetAddr)
+	if err != nil {
+		return err
+	}
+	target := loadtest.NewTarget(ln)
+	defer target.Close()
+	e := &loadtest.Endpoint{Name: "bridge", URL: *url, Addr: *tcp}
+	var proc *loadtest.Process
+	if *pid > 0 {
+		proc = &loadtest.Process{PID: *pid}
+	}
+	_, err = measure(ctx, e, proc, &p, stdout)
+	if errs := target.Errors(); len(errs) > 0 && err == nil {
+		err = fmt.Errorf("the target saw: %v", errs[0])
+	}
+	return err
+}

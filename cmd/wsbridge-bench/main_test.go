@@ -1,0 +1,84 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/wsbridge/wsbridge/internal/testenv"
+)
+
+// TestMain lets the test binary be the relay that compare starts from
+// os.Executable().
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "relay" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// TestCompare runs a small comparison of the real programs end to end and
+// checks that the table has every measure for every bridge.
+func TestCompare(t *testing.T) {
+	websockify := testenv.Program(t, "websockify", "websockify")
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "wsbridge")
+	if out, err := exec.Command("go", "build", "-o", bin, "../wsbridge").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var out, log strings.Builder
+	err := run(t.Context(), []string{"compare", "-wsbridge", bin, "-websockify", websockify,
+		"-bytes", "8MB", "-websockify-bytes", "4MB", "-count", "200", "-sessions", "40",
+		"-websockify-sessions", "5", "-hold", "200ms", "-setup-for", "300ms", "-clients", "4"}, &out, &log)
+	if err != nil {
+		t.Fatalf("compare: %v\n%s", err, log.String())
+	}
+	table := out.String()
+	for _, row := range []string{
+		"| throughput client to target, binary, MB/s |",
+		"| throughput target to client, base64, MB/s |",
+		"| bridge CPU s per GB, client to target, binary |",
+		"| 64-byte echo p99, µs |",
+		"| sessions set up per s, 4 clients |",
+		"| PSS per idle session, KiB |",
+		"| PSS growth while held 200ms, KiB |",
+	} {
+		line := ""
+		for _, l := range strings.Split(table, "\n") {
+			if strings.HasPrefix(l, row) {
+				line = l
+			}
+		}
+		if line == "" {
+			t.Errorf("no row %q in:\n%s", row, table)
+			continue
+		}
+		// The wsbridge column (the fifth cell) always has a value.
+		cells := strings.Split(line, "|")
+		if len(cells) < 8 || strings.TrimSpace(cells[5]) == "–" || strings.TrimSpace(cells[5]) == "" {
+			t.Errorf("row %q has no wsbridge value: %q", row, line)
+		}
+	}
+	if !strings.Contains(table, "| measure | direct TCP | Go TCP relay | websockify | wsbridge |") {
+		t.Errorf("header missing:\n%s", table)
+	}
+}
+
+func TestParseBytes(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want int64
+	}{{"1GB", 1e9}, {"256MiB", 256 << 20}, {"1.5KB", 1500}, {"4096", 4096}} {
+		if got, err := parseBytes(tt.in); err != nil || got != tt.want {
+			t.Errorf("parseBytes(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"", "x", "-1MB", "0"} {
+		if _, err := parseBytes(bad); err == nil {
+			t.Errorf("parseBytes(%q) accepted", bad)
+		}
+	}
+}
