@@ -457,33 +457,40 @@ func (s *session) writeTarget(p []byte) error {
 // It returns nil when the target sent its FIN.
 func (s *session) targetToClient() error {
 	ctx := context.Background()
-	bp := s.srv.bufs.Get().(*[]byte)
-	defer s.srv.bufs.Put(bp)
-	buf := *bp
-	src, enc := buf, []byte(nil)
 	typ := websocket.MessageBinary
+	chunk := s.out.chunk
+	// A buffer is split in base64: raw bytes first, their encoding after.
+	raw := 0
+	window := func(buf []byte) []byte { return buf[:min(len(buf), chunk)] }
 	if s.mode == Base64 {
 		typ = websocket.MessageText
-		raw := len(buf) * 3 / 7 / 3 * 3
-		src, enc = buf[:raw], buf[raw:]
+		window = func(buf []byte) []byte {
+			if raw == 0 {
+				raw = len(buf) * 3 / 7 / 3 * 3
+			}
+			return buf[:min(raw, chunk)]
+		}
 	}
-	src = src[:min(len(src), s.out.chunk)]
+	reads := newTargetReads(s.tc, &s.srv.bufs, window)
+	defer reads.close()
 	var timer *time.Timer
 	wt := s.cfg.opts.WriteTimeout
 	failed := false
 	for {
-		n, err := s.tc.Read(src)
+		bp, n, err := reads.read()
 		if n > 0 && !failed {
 			now, terr := s.throttle(&s.out, n, time.Now(), &timer, s.outEnded)
 			if terr != nil {
+				reads.done(bp)
 				return terr
 			}
 			s.lastActive.Store(now.UnixNano())
-			p := src[:n]
+			p := (*bp)[:n]
 			if s.rec != nil {
 				s.rec.Frame(false, now.Sub(s.start), p)
 			}
-			if enc != nil {
+			if s.mode == Base64 {
+				enc := (*bp)[raw:]
 				base64.StdEncoding.Encode(enc, p)
 				p = enc[:base64.StdEncoding.EncodedLen(n)]
 			}
@@ -497,6 +504,7 @@ func (s *session) targetToClient() error {
 				s.bytesOut.Add(int64(n))
 			}
 		}
+		reads.done(bp)
 		if err == io.EOF {
 			return nil
 		}

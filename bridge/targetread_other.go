@@ -1,0 +1,18 @@
+//go:build !unix
+
+package bridge
+
+import (
+	"net"
+	"sync"
+)
+
+// rawReader is not used here: Windows's RawConn.Read does not wait for
+// readability, so sessions hold their read buffer.
+type rawReader struct{}
+
+func newRawReader(net.Conn, *sync.Pool, func([]byte) []byte) *rawReader { return nil }
+
+func (*rawReader) read() (*[]byte, int, error) {
+	panic("bridge: no raw reads on this system")
+}
