@@ -380,17 +380,28 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	tk := &ticket{}
-	defer s.release(tk)
 	sess, rf := s.open(c, w, r, cc, tk, log)
 	if rf != nil {
+		s.release(tk)
 		s.answer(w, log, rf)
 		return
 	}
 	if sess == nil {
+		s.release(tk)
 		return // Accept failed after the dial, and has answered and logged
 	}
 	sess.start = start
+	// The session runs on a goroutine of its own and the handler returns:
+	// net/http is done with a hijacked connection, so its goroutine (the
+	// deepest stack here) and the request end now instead of idling for
+	// the session's life.
+	go s.live(sess, tk)
+}
+
+// live runs an upgraded session to its end, logs it and lets it go.
+func (s *Server) live(sess *session, tk *ticket) {
 	end := sess.run()
+	s.release(tk)
 	s.obs.Ended(sess.label, end.by, int(end.code))
 	if sess.rec != nil {
 		sess.rec.Close()
@@ -401,7 +412,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sess.log.Info("session",
 		"bytes_in", sess.bytesIn.Load(),
 		"bytes_out", sess.bytesOut.Load(),
-		"duration", time.Since(start).Round(time.Millisecond),
+		"duration", time.Since(sess.start).Round(time.Millisecond),
 		"close_code", int(end.code),
 		"close_reason", end.reason,
 		"ended_by", end.by)
@@ -580,7 +591,7 @@ func (s *Server) open(c *config, w http.ResponseWriter, r *http.Request, cc *cli
 		// From here the connection carries frames, not request heads.
 		cc.upgraded.Store(true)
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	ws, err := websocket.Accept(smallReader{w}, r, &websocket.AcceptOptions{
 		Subprotocols: offer(proto),
 		// checkOrigin applied a stricter rule than the library's, which
 		// cannot be told to allow "null" or to compare schemes.
