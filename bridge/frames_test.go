@@ -253,10 +253,17 @@ func TestFrameConformance(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fc := rawWS(t, b.url, nil)
 			fc.send(t, tt.frames...)
+			// The target's echo of a first fragment may overtake the pong
+			// for a ping behind it: the two pumps race, as they should.
+			var early []byte
 			if tt.pong != nil {
 				for {
 					_, op, p := fc.readFrame(t)
 					if op == opPing {
+						continue
+					}
+					if op == opBinary && len(early)+len(p) <= len(tt.echo) {
+						early = append(early, p...)
 						continue
 					}
 					if op != opPong || !bytes.Equal(p, tt.pong) {
@@ -266,7 +273,7 @@ func TestFrameConformance(t *testing.T) {
 				}
 			}
 			if tt.echo != nil {
-				if got := fc.readN(t, len(tt.echo)); !bytes.Equal(got, tt.echo) {
+				if got := append(early, fc.readN(t, len(tt.echo)-len(early))...); !bytes.Equal(got, tt.echo) {
 					t.Fatalf("target echoed %d bytes %.40q, want %d %.40q", len(got), got, len(tt.echo), tt.echo)
 				}
 				fc.send(t, frame(true, 0, opClose, closePayload(1000, ""), true))
