@@ -28,7 +28,9 @@ one Markdown table with the ratios and the targets of issue 9.
 
 websockify forks a process per session, so its memory run opens
 -websockify-sessions sessions (its PSS is summed over its processes) and
-its throughput runs move -websockify-bytes.
+its throughput runs move -websockify-bytes. The Go relay's io.Copy
+splices through a pipe in each direction, six descriptors a session, so
+its memory run opens -relay-sessions.
 
 `
 
@@ -39,6 +41,7 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	wsbridge := fs.String("wsbridge", "bin/wsbridge", "the wsbridge `binary`")
 	websockify := fs.String("websockify", "websockify", "the websockify `program`; \"\" leaves it out")
 	wsfySessions := fs.Int("websockify-sessions", 200, "idle sessions in websockify's memory run")
+	relaySessions := fs.Int("relay-sessions", 3000, "idle sessions in the Go relay's memory run (io.Copy splices through a pipe per direction: 6 descriptors a session)")
 	var wsfyBytes int64 = 256 << 20
 	fs.Func("websockify-bytes", "bytes per websockify throughput run (default 256MiB)", func(s string) error {
 		n, err := parseBytes(s)
@@ -82,7 +85,9 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer stopProgram(relay)
-	entries = append(entries, entry{e: &loadtest.Endpoint{Name: "Go TCP relay", Addr: relayAddr}, proc: &loadtest.Process{PID: relay.Process.Pid}, p: p})
+	rp := p
+	rp.sessions = min(p.sessions, *relaySessions)
+	entries = append(entries, entry{e: &loadtest.Endpoint{Name: "Go TCP relay", Addr: relayAddr}, proc: &loadtest.Process{PID: relay.Process.Pid}, p: rp})
 
 	if *websockify != "" {
 		wp := p
