@@ -33,11 +33,18 @@ func startTarget(t *testing.T) *Target {
 // startBridge is a real wsbridge server, in this process, bridging to addr.
 func startBridge(t *testing.T, addr string) string {
 	t.Helper()
+	return startBridgeOpts(t, addr, &bridge.Options{})
+}
+
+func startBridgeOpts(t *testing.T, addr string, opts *bridge.Options) string {
+	t.Helper()
 	r, err := targets.NewRouter([]targets.Route{{Target: targets.Target{Name: "t", Network: "tcp", Address: addr}}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := bridge.New(r, &bridge.Options{Logger: slog.New(slog.DiscardHandler), PerIPSessions: -1, PerIPRate: -1})
+	o := *opts
+	o.Logger, o.PerIPSessions, o.PerIPRate = slog.New(slog.DiscardHandler), -1, -1
+	srv := bridge.New(r, &o)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -169,6 +176,20 @@ func TestOtherMeasuresThroughBridgeAndRelay(t *testing.T) {
 				t.Errorf("memory: %+v, %v", m, err)
 			}
 		})
+	}
+}
+
+// TestIdleSessionsAnswerPings: held sessions read as browsers do, so a
+// bridge that ends sessions whose pongs are late keeps them all.
+func TestIdleSessionsAnswerPings(t *testing.T) {
+	tg := startTarget(t)
+	url := "ws://" + startBridgeOpts(t, tg.Addr(), &bridge.Options{PingInterval: 50 * time.Millisecond, PongTimeout: 100 * time.Millisecond}) + "/"
+	m, err := MeasureIdleMemory(t.Context(), &Endpoint{URL: url}, 30, time.Second, &Process{PID: os.Getpid()}, 8)
+	if err != nil {
+		t.Fatalf("MeasureIdleMemory through 20 ping rounds: %v", err)
+	}
+	if m.Sessions != 30 {
+		t.Errorf("sessions %d, want 30", m.Sessions)
 	}
 }
 

@@ -228,17 +228,21 @@ func MeasureIdleMemory(ctx context.Context, e *Endpoint, n int, hold time.Durati
 		}
 		wg.Wait()
 	}()
-	ping := func(c Conn, i int) error {
-		msg := []byte(fmt.Sprintf("session %8d", i))
+	msg := func(i int) []byte { return []byte(fmt.Sprintf("session %8d", i)) }
+	send := func(c Conn, i int) error {
 		c.SetDeadline(time.Now().Add(Stall))
-		if err := c.Send(msg); err != nil {
+		if err := c.Send(msg(i)); err != nil {
 			return failure(err, fmt.Sprintf("session %d sending", i), 0)
 		}
-		got := make([]byte, len(msg))
+		return nil
+	}
+	recv := func(c Conn, i int, within time.Duration) error {
+		c.SetDeadline(time.Now().Add(within))
+		got := make([]byte, len(msg(i)))
 		if _, err := io.ReadFull(recvReader{c}, got); err != nil {
 			return failure(err, fmt.Sprintf("session %d waiting for its echo", i), 0)
 		}
-		if !bytes.Equal(got, msg) {
+		if !bytes.Equal(got, msg(i)) {
 			return fmt.Errorf("%w: session %d's echo", ErrCorrupt, i)
 		}
 		return nil
@@ -253,9 +257,19 @@ func MeasureIdleMemory(ctx context.Context, e *Endpoint, n int, hold time.Durati
 		if err := c.Send(header(opEcho, 0, 0)); err != nil {
 			return failure(err, fmt.Sprintf("session %d sending", i), 0)
 		}
-		return ping(c, i)
+		if err := send(c, i); err != nil {
+			return err
+		}
+		return recv(c, i, Stall)
 	}); err != nil {
 		return m, err
+	}
+	// Every session waits for its second echo through the hold, reading
+	// as a browser does, which answers the bridge's pings: a bridge may
+	// end sessions whose pongs do not come.
+	echoes := make(chan error, n)
+	for i, c := range conns {
+		go func() { echoes <- recv(c, i, hold+time.Minute) }()
 	}
 	// Let the handshakes' garbage go before the first reading.
 	time.Sleep(2 * time.Second)
@@ -270,8 +284,13 @@ func MeasureIdleMemory(ctx context.Context, e *Endpoint, n int, hold time.Durati
 	if m.End, err = proc.PSS(); err != nil {
 		return m, err
 	}
-	if err := parallelDo(n, parallel, func(i int) error { return ping(conns[i], i) }); err != nil {
+	if err := parallelDo(n, parallel, func(i int) error { return send(conns[i], i) }); err != nil {
 		return m, err
+	}
+	for range n {
+		if err := <-echoes; err != nil {
+			return m, err
+		}
 	}
 	m.PerSession = (m.End - m.Before) / int64(n)
 	return m, nil
