@@ -76,6 +76,7 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		e    *loadtest.Endpoint
 		proc *loadtest.Process
 		p    plan
+		log  string // the program's output, shown when a run fails
 	}
 	var entries []entry
 	entries = append(entries, entry{e: &loadtest.Endpoint{Name: "direct TCP", Addr: target.Addr()}, p: p})
@@ -130,13 +131,16 @@ target "bench" {
 	}
 	wp := p
 	wp.base64 = true
-	entries = append(entries, entry{e: &loadtest.Endpoint{Name: "wsbridge", URL: "ws://" + bridgeAddr + "/"}, proc: &loadtest.Process{PID: bridge.Process.Pid}, p: wp})
+	entries = append(entries, entry{e: &loadtest.Endpoint{Name: "wsbridge", URL: "ws://" + bridgeAddr + "/"}, proc: &loadtest.Process{PID: bridge.Process.Pid}, p: wp, log: filepath.Join(dir, "wsbridge.log")})
 
 	results := map[string]*result{}
 	for _, en := range entries {
 		fmt.Fprintf(log, "== %s\n", en.e.Name)
 		r, err := measure(ctx, en.e, en.proc, &en.p, log)
 		if err != nil {
+			if en.log != "" {
+				fmt.Fprintf(log, "%s's log, sessions that did not end with 1000:\n%s", en.e.Name, unusual(en.log))
+			}
 			return err
 		}
 		results[en.e.Name] = r
@@ -146,6 +150,19 @@ target "bench" {
 	}
 	printTable(stdout, results, &p, *websockify != "", args)
 	return nil
+}
+
+// unusual returns the lines of a wsbridge log other than sessions that
+// ended with 1000, at most 40.
+func unusual(path string) string {
+	b, _ := os.ReadFile(path)
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l != "" && !strings.Contains(l, "close_code=1000") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out[max(0, len(out)-40):], "\n") + "\n"
 }
 
 func freePort() (int, error) {

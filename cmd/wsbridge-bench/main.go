@@ -191,14 +191,9 @@ func measure(ctx context.Context, e *loadtest.Endpoint, proc *loadtest.Process, 
 		r.latency = l
 		fmt.Fprintf(log, "%s: 64-byte echo p50 %v p90 %v p99 %v (%d round trips)\n", e.Name, l.P50, l.P90, l.P99, l.Count)
 	}
-	if p.tests["setup"] {
-		s, err := loadtest.MeasureSetup(ctx, e, p.clients, p.setupFor)
-		if err != nil {
-			return r, fmt.Errorf("%s setup: %w", e.Name, err)
-		}
-		r.setup = s
-		fmt.Fprintf(log, "%s: %.0f sessions/s with %d clients\n", e.Name, s.PerSecond(), p.clients)
-	}
+	// Memory before setup: the setup run leaves tens of thousands of
+	// loopback connections in TIME_WAIT, which the thousands of idle
+	// sessions would otherwise compete with for ports.
 	if p.tests["memory"] && proc != nil && p.sessions > 0 {
 		m, err := loadtest.MeasureIdleMemory(ctx, e, p.sessions, p.hold, proc, p.parallel)
 		if err != nil {
@@ -207,6 +202,14 @@ func measure(ctx context.Context, e *loadtest.Endpoint, proc *loadtest.Process, 
 		r.memory = m
 		fmt.Fprintf(log, "%s: %d idle sessions: PSS %s before, %s held, %s after %v: %s per session\n",
 			e.Name, m.Sessions, kib(m.Before), kib(m.Held), kib(m.End), m.Hold, kib(m.PerSession))
+	}
+	if p.tests["setup"] {
+		s, err := loadtest.MeasureSetup(ctx, e, p.clients, p.setupFor)
+		if err != nil {
+			return r, fmt.Errorf("%s setup: %w", e.Name, err)
+		}
+		r.setup = s
+		fmt.Fprintf(log, "%s: %.0f sessions/s with %d clients\n", e.Name, s.PerSecond(), p.clients)
 	}
 	return r, nil
 }
