@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -23,6 +24,19 @@ func countingTarget(t testing.TB) (string, *atomic.Int32) {
 	var n atomic.Int32
 	addr := target(t, func(c net.Conn) { n.Add(1); echo(c) })
 	return addr, &n
+}
+
+// waitDialled waits, after a 101, until a counting target has seen the
+// connection: it counts on its own goroutine, and a late count would be
+// blamed on the next case.
+func waitDialled(t testing.TB, dials *atomic.Int32, before int32) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); dials.Load() == before; {
+		if time.Now().After(deadline) {
+			t.Fatal("upgraded, yet the target never saw the connection")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func TestOriginAndHostTable(t *testing.T) {
@@ -81,6 +95,9 @@ func TestOriginAndHostTable(t *testing.T) {
 			resp.Body.Close()
 			if resp.StatusCode != tt.status {
 				t.Fatalf("Host %q Origin %q: status %d, want %d", tt.host, tt.origin, resp.StatusCode, tt.status)
+			}
+			if tt.status == 101 {
+				waitDialled(t, dials, before)
 			}
 			if tt.status != 101 {
 				if dials.Load() != before {
@@ -183,6 +200,9 @@ func TestAuthentication(t *testing.T) {
 		if resp.StatusCode != tt.status {
 			t.Errorf("%s: status %d, want %d", tt.name, resp.StatusCode, tt.status)
 			continue
+		}
+		if tt.status == 101 {
+			waitDialled(t, dials, before)
 		}
 		if resp.StatusCode == 401 && !strings.Contains(strings.Join(resp.Header.Values("WWW-Authenticate"), ","), `Basic realm="wsbridge"`) {
 			t.Errorf("%s: 401 without a Basic challenge: %v", tt.name, resp.Header)

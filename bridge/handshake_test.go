@@ -72,6 +72,9 @@ func TestMalformedHandshakes(t *testing.T) {
 			if resp.StatusCode != tt.want {
 				t.Fatalf("status %d, want %d", resp.StatusCode, tt.want)
 			}
+			if tt.want == 101 {
+				waitDialled(t, dials, before)
+			}
 			if tt.want != 101 && dials.Load() != before {
 				t.Errorf("a malformed handshake dialled the target")
 			}

@@ -309,6 +309,9 @@ func TestMutualTLS(t *testing.T) {
 			if status != tt.status {
 				t.Errorf("%s: status %d (%v), want %d", tt.name, status, err, tt.status)
 			}
+			if tt.status == 101 && status == 101 {
+				waitDialled(t, &dials, before)
+			}
 			if tt.status != 101 && dials.Load() != before {
 				t.Errorf("%s: refused, yet a target was dialled", tt.name)
 			}

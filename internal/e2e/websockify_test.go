@@ -14,43 +14,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/wsbridge/wsbridge/internal/testenv"
 )
 
 // echoTarget is a TCP echo server on a loopback port.
 func echoTarget(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Go(func() {
-				defer c.Close()
-				io.Copy(c, c)
-			})
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
+	return testenv.Listen(t, "tcp", "127.0.0.1:0", testenv.Echo)
 }
 
 // echoThrough sends n random bytes through a local TCP address that ends
