@@ -80,16 +80,15 @@ func cmdRelay(args []string, stderr io.Writer) error {
 
 // plan is what a run measures.
 type plan struct {
-	bytes          int64
-	count          int
-	sessions       int
-	hold           time.Duration
-	clients        int
-	setupFor       time.Duration
-	parallel       int
-	base64         bool
-	tests          map[string]bool
-	throughputOnly bool
+	bytes    int64
+	count    int
+	sessions int
+	hold     time.Duration
+	clients  int
+	setupFor time.Duration
+	parallel int
+	base64   bool
+	tests    map[string]bool
 }
 
 func (p *plan) flags(fs *flag.FlagSet) {
