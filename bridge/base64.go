@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"io"
 )
 
 // errBase64 means a client message in a base64 session was not valid
@@ -89,4 +90,44 @@ func (d *b64Decoder) finish() error {
 		return errBase64
 	}
 	return nil
+}
+
+// copyMessage copies one message from r to w through buf, in writes of at
+// most chunk bytes. With dec it decodes base64 as the message streams in:
+// the first half of buf takes base64, the second half the bytes it decodes
+// to. w's errors come back as w returned them; a decoding error is
+// errBase64.
+func copyMessage(w io.Writer, r io.Reader, buf []byte, chunk int, dec *b64Decoder) error {
+	src, dst := buf[:min(len(buf), chunk)], []byte(nil)
+	if dec != nil {
+		dec.reset()
+		half := len(buf) / 2
+		src, dst = buf[:half], buf[half:]
+		src = src[:min(len(src), (len(dst)-3)/3*4, max(chunk/3*4, 4))]
+	}
+	for {
+		n, err := r.Read(src)
+		out := src[:n]
+		if dec != nil && n > 0 {
+			m, derr := dec.decode(dst, out)
+			if derr != nil {
+				return derr
+			}
+			out = dst[:m]
+		}
+		if len(out) > 0 {
+			if _, werr := w.Write(out); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			if dec != nil {
+				return dec.finish()
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }

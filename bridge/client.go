@@ -289,6 +289,7 @@ func (c *Client) receive(w io.Writer) error {
 	ctx := context.Background()
 	buf := make([]byte, 2*clientChunk)
 	var dec b64Decoder
+	out := &localWriter{w}
 	for {
 		typ, r, err := c.ws.Reader(ctx)
 		if err != nil {
@@ -296,11 +297,11 @@ func (c *Client) receive(w io.Writer) error {
 		}
 		// Be liberal as the server is: binary messages in a base64 session
 		// and text ones in a binary session carry their bytes as they are.
+		var d *b64Decoder
 		if c.mode == Base64 && typ == websocket.MessageText {
-			err = decodeTo(w, r, buf, &dec)
-		} else {
-			err = copyTo(w, r, buf)
+			d = &dec
 		}
+		err = copyMessage(out, r, buf, clientChunk, d)
 		var le *localError
 		switch {
 		case err == nil:
@@ -319,23 +320,16 @@ func (c *Client) receive(w io.Writer) error {
 	}
 }
 
-// copyTo writes one binary message into w.
-func copyTo(w io.Writer, r io.Reader, buf []byte) error {
-	buf = buf[:clientChunk]
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return &localError{werr}
-			}
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+// localWriter marks the local side's write errors, so that receive can
+// tell them from the bridge's.
+type localWriter struct{ w io.Writer }
+
+func (l *localWriter) Write(p []byte) (int, error) {
+	n, err := l.w.Write(p)
+	if err != nil {
+		return n, &localError{err}
 	}
+	return n, nil
 }
 
 // localError is a failed write to the local side.
@@ -343,33 +337,6 @@ type localError struct{ err error }
 
 func (e *localError) Error() string { return "write local output: " + e.err.Error() }
 func (e *localError) Unwrap() error { return e.err }
-
-// decodeTo decodes one base64 message into w.
-func decodeTo(w io.Writer, r io.Reader, buf []byte, dec *b64Decoder) error {
-	dec.reset()
-	// Base64 in the first half, what it decodes to (three quarters of
-	// that) in the second.
-	half := len(buf) / 2
-	src, dst := buf[:half], buf[half:]
-	for {
-		n, err := r.Read(src)
-		if n > 0 {
-			m, derr := dec.decode(dst, src[:n])
-			if derr != nil {
-				return derr
-			}
-			if _, werr := w.Write(dst[:m]); werr != nil {
-				return &localError{werr}
-			}
-		}
-		if err == io.EOF {
-			return dec.finish()
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
 
 // closeOutcome turns the library's error for the end of a session into
 // Relay's: nil for 1000, the close error for other codes, ErrLost when no

@@ -362,12 +362,12 @@ func (s *session) clientToTarget() error {
 		if strict && typ == websocket.MessageText {
 			return errTextFrame
 		}
-		bp := s.srv.bufs.Get().(*[]byte)
+		var d *b64Decoder
 		if s.mode == Base64 {
-			err = s.copyBase64(r, *bp, &dec)
-		} else {
-			err = s.copyBinary(r, *bp)
+			d = &dec
 		}
+		bp := s.srv.bufs.Get().(*[]byte)
+		err = copyMessage((*targetWriter)(s), r, *bp, s.in.chunk, d)
 		s.srv.bufs.Put(bp)
 		if err != nil {
 			return err
@@ -375,51 +375,14 @@ func (s *session) clientToTarget() error {
 	}
 }
 
-func (s *session) copyBinary(r io.Reader, buf []byte) error {
-	buf = buf[:min(len(buf), s.in.chunk)]
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			if werr := s.writeTarget(buf[:n]); werr != nil {
-				return werr
-			}
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
+// targetWriter is a session's writeTarget as an io.Writer.
+type targetWriter session
 
-// copyBase64 decodes one message as it streams in: the first half of buf
-// takes base64, the second half the bytes it decodes to.
-func (s *session) copyBase64(r io.Reader, buf []byte, dec *b64Decoder) error {
-	dec.reset()
-	half := len(buf) / 2
-	src, dst := buf[:half], buf[half:]
-	src = src[:min(len(src), (len(dst)-3)/3*4, max(s.in.chunk/3*4, 4))]
-	for {
-		n, err := r.Read(src)
-		if n > 0 {
-			m, derr := dec.decode(dst, src[:n])
-			if derr != nil {
-				return derr
-			}
-			if m > 0 {
-				if werr := s.writeTarget(dst[:m]); werr != nil {
-					return werr
-				}
-			}
-		}
-		if err == io.EOF {
-			return dec.finish()
-		}
-		if err != nil {
-			return err
-		}
+func (w *targetWriter) Write(p []byte) (int, error) {
+	if err := (*session)(w).writeTarget(p); err != nil {
+		return 0, err
 	}
+	return len(p), nil
 }
 
 // writeTarget writes p to the target under the write deadline, once the
