@@ -60,8 +60,8 @@ func (e *HandshakeError) Error() string {
 	return msg
 }
 
-// Client is one WebSocket to a bridge, made by Dial. Relay and Close may be
-// called from different goroutines; Relay runs once.
+// Client is one WebSocket to a bridge, made by Dial. Relay runs once;
+// cancelling its context ends the session.
 type Client struct {
 	ws   *websocket.Conn
 	mode Mode
@@ -152,12 +152,6 @@ func Redact(u *url.URL) string {
 
 // Subprotocol is what the bridge chose: "binary", "base64" or "".
 func (c *Client) Subprotocol() string { return c.ws.Subprotocol() }
-
-// Close ends the session with code and reason (1000 or 1001 from a client);
-// a Relay in progress returns.
-func (c *Client) Close(code websocket.StatusCode, reason string) error {
-	return c.ws.Close(code, reason)
-}
 
 // ErrLost means the connection to the bridge ended without a close frame.
 var ErrLost = errors.New("connection to the bridge lost without a close frame")

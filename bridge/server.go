@@ -249,7 +249,8 @@ type Server struct {
 	cfg      atomic.Pointer[config]
 	log      *slog.Logger
 	obs      Observer
-	bufs     sync.Pool // *[]byte of the first ReadSize
+	bufs     sync.Pool // *[]byte of bufSize, the first ReadSize
+	bufSize  int
 	limits   atomic.Pointer[Limits]
 	clients  atomic.Pointer[ratelimit.Clients]      // nil when off
 	slots    ratelimit.Counter                      // per target and per token
@@ -287,9 +288,9 @@ func New(r targets.Resolver, opts *Options) *Server {
 	s.clients.Store(ratelimit.NewClients(l.PerIPSessions, l.PerIPRate, l.PerIPBurst))
 	s.totalBW[0].Store(ratelimit.NewBandwidth(l.TotalBandwidthIn))
 	s.totalBW[1].Store(ratelimit.NewBandwidth(l.TotalBandwidthOut))
-	size := o.ReadSize
+	s.bufSize = o.ReadSize
 	s.bufs.New = func() any {
-		b := make([]byte, size)
+		b := make([]byte, s.bufSize)
 		return &b
 	}
 	return s

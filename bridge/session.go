@@ -422,18 +422,14 @@ func (s *session) targetToClient() error {
 	ctx := context.Background()
 	typ := websocket.MessageBinary
 	chunk := s.out.chunk
-	// A buffer is split in base64: raw bytes first, their encoding after.
-	raw := 0
-	window := func(buf []byte) []byte { return buf[:min(len(buf), chunk)] }
+	// A buffer is split in base64: raw bytes first, their encoding (four
+	// for every three) after.
+	raw := s.srv.bufSize
 	if s.mode == Base64 {
 		typ = websocket.MessageText
-		window = func(buf []byte) []byte {
-			if raw == 0 {
-				raw = len(buf) * 3 / 7 / 3 * 3
-			}
-			return buf[:min(raw, chunk)]
-		}
+		raw = raw * 3 / 7 / 3 * 3
 	}
+	window := func(buf []byte) []byte { return buf[:min(raw, chunk)] }
 	reads := newTargetReads(s.tc, &s.srv.bufs, window)
 	defer reads.close()
 	var timer *time.Timer

@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
@@ -73,8 +74,6 @@ var transport = &http.Transport{
 		return c, err
 	},
 	DisableKeepAlives: true,
-	// Every session is a new connection; do not cap them per host.
-	MaxConnsPerHost: 0,
 }
 
 var client = &http.Client{Transport: transport}
@@ -85,14 +84,14 @@ type wsConn struct {
 	ws     *websocket.Conn
 	raw    net.Conn
 	b64    bool
-	r      io.Reader   // the message being read, or nil
-	enc    []byte      // base64 of the message being sent
-	text   []byte      // base64 of the message being read
-	dec    []byte      // its decoded bytes
-	plain  []byte      // the part of dec not yet returned
-	frame  []byte      // the frame Send writes
-	key    uint64      // the state of Send's masking keys
-	broken atomic.Bool // a Send or Recv failed: Close skips the handshake
+	r      io.Reader    // the message being read, or nil
+	enc    []byte       // base64 of the message being sent
+	text   bytes.Buffer // base64 of the message being read
+	dec    []byte       // its decoded bytes
+	plain  []byte       // the part of dec not yet returned
+	frame  []byte       // the frame Send writes
+	key    uint64       // the state of Send's masking keys
+	broken atomic.Bool  // a Send or Recv failed: Close skips the handshake
 }
 
 func dialWS(ctx context.Context, rawURL string, b64 bool) (*wsConn, error) {
@@ -239,25 +238,15 @@ func (c *wsConn) recvBase64(p []byte) (int, error) {
 		if typ != websocket.MessageText {
 			return 0, errBinaryInBase64
 		}
-		c.text = c.text[:0]
-		for {
-			if len(c.text) == cap(c.text) {
-				c.text = append(c.text, 0)[:len(c.text)]
-			}
-			n, err := r.Read(c.text[len(c.text):cap(c.text)])
-			c.text = c.text[:len(c.text)+n]
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				return 0, err
-			}
+		c.text.Reset()
+		if _, err := c.text.ReadFrom(r); err != nil {
+			return 0, err
 		}
-		need := base64.StdEncoding.DecodedLen(len(c.text))
+		need := base64.StdEncoding.DecodedLen(c.text.Len())
 		if len(c.dec) < need {
 			c.dec = make([]byte, need)
 		}
-		n, err := base64.StdEncoding.Decode(c.dec, c.text)
+		n, err := base64.StdEncoding.Decode(c.dec, c.text.Bytes())
 		if err != nil {
 			return 0, fmt.Errorf("loadtest: bad base64 from the bridge: %w", err)
 		}

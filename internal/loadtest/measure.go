@@ -334,21 +334,14 @@ func (s Setup) PerSecond() float64 { return float64(s.Sessions) / s.Elapsed.Seco
 // MeasureSetup runs `clients` loops for d, each opening a session, echoing
 // one byte and closing it.
 func MeasureSetup(ctx context.Context, e *Endpoint, clients int, d time.Duration) (Setup, error) {
-	var count atomic.Int64
-	deadline := time.Now().Add(d)
-	start := time.Now()
-	err := parallelDo(1<<30, clients, func(i int) error {
-		if time.Now().After(deadline) {
-			return errDone
-		}
+	one := func() error {
 		c, err := e.Dial(ctx)
 		if err != nil {
 			return fmt.Errorf("%w: dial: %v", ErrDropped, err)
 		}
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(Stall))
-		msg := append(header(opEcho, 0, 0), 'x')
-		if err := c.Send(msg); err != nil {
+		if err := c.Send(append(header(opEcho, 0, 0), 'x')); err != nil {
 			return failure(err, "sending", 0)
 		}
 		b := make([]byte, 1)
@@ -358,14 +351,24 @@ func MeasureSetup(ctx context.Context, e *Endpoint, clients int, d time.Duration
 		if b[0] != 'x' {
 			return fmt.Errorf("%w: the echo", ErrCorrupt)
 		}
-		count.Add(1)
+		return nil
+	}
+	var count atomic.Int64
+	start := time.Now()
+	deadline := start.Add(d)
+	// Each client loops until the deadline or its first error, which is
+	// the run's.
+	err := parallelDo(clients, clients, func(int) error {
+		for time.Now().Before(deadline) {
+			if err := one(); err != nil {
+				return err
+			}
+			count.Add(1)
+		}
 		return nil
 	})
-	elapsed := time.Since(start)
-	if err != nil && !errors.Is(err, errDone) {
+	if err != nil {
 		return Setup{}, err
 	}
-	return Setup{Sessions: int(count.Load()), Elapsed: elapsed}, nil
+	return Setup{Sessions: int(count.Load()), Elapsed: time.Since(start)}, nil
 }
-
-var errDone = errors.New("done")
