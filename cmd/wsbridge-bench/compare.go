@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -35,9 +34,7 @@ its memory run opens -relay-sessions.
 `
 
 func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, compareUsage); fs.PrintDefaults() }
+	fs := newFlagSet("compare", compareUsage, stderr)
 	wsbridge := fs.String("wsbridge", "bin/wsbridge", "the wsbridge `binary`")
 	websockify := fs.String("websockify", "websockify", "the websockify `program`; \"\" leaves it out")
 	wsfySessions := fs.Int("websockify-sessions", 200, "idle sessions in websockify's memory run")

@@ -62,9 +62,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return fmt.Errorf("unknown command %q", args[0])
 }
 
-func cmdRelay(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
+// newFlagSet is a command's flags, with its usage text before them.
+func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	return fs
+}
+
+func cmdRelay(args []string, stderr io.Writer) error {
+	fs := newFlagSet("relay", "usage: wsbridge-bench relay -listen ADDR -target ADDR\n\n", stderr)
 	listen := fs.String("listen", "127.0.0.1:0", "`address` to listen on")
 	target := fs.String("target", "", "`address` to relay to")
 	if err := fs.Parse(args); err != nil {
@@ -231,9 +238,7 @@ bridge's process, for CPU time and PSS (its children are counted too).
 `
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, runUsage); fs.PrintDefaults() }
+	fs := newFlagSet("run", runUsage, stderr)
 	url := fs.String("url", "", "the bridge's ws:// `URL`")
 	tcp := fs.String("tcp", "", "a TCP relay's `address` instead of a WebSocket bridge")
 	targetAddr := fs.String("target", "127.0.0.1:5999", "`address` for this tool's target")
