@@ -340,3 +340,50 @@ func TestLingerBoundsStalledTarget(t *testing.T) {
 		t.Fatalf("session took %v to end; the linger is 200ms", d)
 	}
 }
+
+// TestPingsAfterQuietWriteTimeout: the session's last write to the client
+// is longer ago than the write timeout when the bridge pings. Each write
+// to the client gets its own deadline, the library's pings included: a
+// ping written under the deadline of a write long past would fail, and
+// with it every later write to the client.
+func TestPingsAfterQuietWriteTimeout(t *testing.T) {
+	addr := target(t, echo)
+	b := startBridge(t, static(addr), nil, &bridge.Options{
+		WriteTimeout: 50 * time.Millisecond,
+		PingInterval: 150 * time.Millisecond,
+		PongTimeout:  300 * time.Millisecond,
+	})
+	c := dial(t, b.url)
+	// Reading all along answers the pings.
+	type result struct {
+		msg []byte
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		for {
+			_, m, err := c.Read(context.Background())
+			got <- result{m, err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for round := range 3 {
+		msg := []byte("round " + strconv.Itoa(round))
+		if err := c.Write(t.Context(), websocket.MessageBinary, msg); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case r := <-got:
+			if r.err != nil || !bytes.Equal(r.msg, msg) {
+				t.Fatalf("round %d: echo %q, %v\n%s", round, r.msg, r.err, b.log.logs())
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: no echo\n%s", round, b.log.logs())
+		}
+		// Quiet past the write timeout, for two pings.
+		time.Sleep(400 * time.Millisecond)
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+}

@@ -3,6 +3,7 @@ package bridge_test
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/binary"
 	"io"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/wsbridge/wsbridge/bridge"
 )
@@ -320,6 +323,61 @@ func TestBase64FrameConformance(t *testing.T) {
 			if code, reason := fc.readClose(t); code != tt.close {
 				t.Fatalf("close %d %q, want %d", code, reason, tt.close)
 			}
+		})
+	}
+}
+
+// TestTargetChunksAroundFrameBuffer: the bridge writes frames to the client
+// through a small buffer and joins a full buffer with the rest of its frame
+// in one writev. Chunks from the target of every size around the buffer's
+// edges (and their base64 encodings) must arrive whole and in order. The
+// target sends a chunk only after the client has the one before, so each
+// is read, and framed, on its own.
+func TestTargetChunksAroundFrameBuffer(t *testing.T) {
+	sizes := []int{1, 120, 139, 244, 245, 246, 247, 250, 254, 255, 256, 257, 300, 490, 501, 502, 503, 511, 512, 513, 767, 768, 769, 4095, 4096, 4097, 65536}
+	for _, proto := range []string{"binary", "base64"} {
+		t.Run(proto, func(t *testing.T) {
+			addr := target(t, func(c net.Conn) {
+				ack := make([]byte, 1)
+				for i, n := range sizes {
+					if _, err := c.Write(bytes.Repeat([]byte{byte('a' + i)}, n)); err != nil {
+						return
+					}
+					if _, err := io.ReadFull(c, ack); err != nil {
+						return
+					}
+				}
+				c.Close()
+			})
+			b := startBridge(t, static(addr), nil, nil)
+			c := dial(t, b.url, proto)
+			for i, n := range sizes {
+				var got []byte
+				for len(got) < n {
+					_, m, err := c.Read(t.Context())
+					if err != nil {
+						t.Fatalf("chunk %d (%d bytes): %v after %d", i, n, err, len(got))
+					}
+					if proto == "base64" {
+						if m, err = base64.StdEncoding.DecodeString(string(m)); err != nil {
+							t.Fatal(err)
+						}
+					}
+					got = append(got, m...)
+				}
+				if want := bytes.Repeat([]byte{byte('a' + i)}, n); !bytes.Equal(got, want) {
+					t.Fatalf("chunk %d (%d bytes): got %d bytes, wrong", i, n, len(got))
+				}
+				typ, ack := websocket.MessageBinary, []byte{1}
+				if proto == "base64" {
+					typ, ack = websocket.MessageText, []byte("AQ==")
+				}
+				if err := c.Write(t.Context(), typ, ack); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := readUntilClose(c)
+			wantClose(t, err, websocket.StatusNormalClosure, "Target closed")
 		})
 	}
 }

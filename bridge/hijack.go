@@ -6,24 +6,28 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"time"
 )
 
 // frameReadBuffer is the size of each session's buffered reader from the
 // client. net/http's is 4 KiB and lives as long as the session, which an
 // idle session otherwise mostly is. Frames of any size still arrive in
 // one read when they fit, and larger payloads bypass the buffer (bufio
-// reads past an empty buffer straight into the caller's). The writer
-// keeps net/http's 4 KiB: with less, a message above the buffer's size
-// leaves in a short write and a long one, and target-to-client throughput
-// dropped by a third in BenchmarkShuttle.
+// reads past an empty buffer straight into the caller's).
 const frameReadBuffer = 1 << 10
 
-// smallReader hands websocket.Accept the hijacked connection with a
-// frameReadBuffer-sized reader instead of net/http's.
-type smallReader struct{ http.ResponseWriter }
+// hijacker hands websocket.Accept the hijacked connection with a
+// frameReadBuffer reader instead of net/http's 4 KiB one, and a writer
+// over a frameWriter (left in fw), which bounds every write to the client
+// by timeout.
+type hijacker struct {
+	http.ResponseWriter
+	timeout time.Duration
+	fw      *frameWriter
+}
 
-func (w smallReader) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -40,5 +44,8 @@ func (w smallReader) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		}
 	}
 	brw.Reader = br
+	// net/http flushed its writer before handing it over.
+	h.fw = newFrameWriter(conn, h.timeout)
+	brw.Writer = bufio.NewWriterSize(h.fw, h.fw.bufferSize())
 	return conn, brw, nil
 }

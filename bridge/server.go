@@ -39,8 +39,9 @@ type Options struct {
 
 	// DialTimeout bounds connecting to a target. Default 10s.
 	DialTimeout time.Duration
-	// WriteTimeout bounds every write to the target and, under Serve, to the
-	// client. Default 30s; negative disables it.
+	// WriteTimeout bounds every write to the target and to the client
+	// (each write on its own, pings included). Default 30s; negative
+	// disables it.
 	WriteTimeout time.Duration
 	// PingInterval is the time between WebSocket pings. Default 25s;
 	// negative disables pings.
@@ -410,13 +411,18 @@ func (s *Server) live(sess *session, tk *ticket) {
 	// Log before untracking, so that Shutdown, which waits for tracked
 	// sessions, never returns before their lines are written.
 	defer s.untrack(sess)
-	sess.log.Info("session",
+	attrs := []any{
 		"bytes_in", sess.bytesIn.Load(),
 		"bytes_out", sess.bytesOut.Load(),
 		"duration", time.Since(sess.start).Round(time.Millisecond),
 		"close_code", int(end.code),
 		"close_reason", end.reason,
-		"ended_by", end.by)
+		"ended_by", end.by,
+	}
+	if end.err != nil {
+		attrs = append(attrs, "err", end.err.Error())
+	}
+	sess.log.Info("session", attrs...)
 }
 
 // answer logs a refusal and sends it.
@@ -592,7 +598,8 @@ func (s *Server) open(c *config, w http.ResponseWriter, r *http.Request, cc *cli
 		// From here the connection carries frames, not request heads.
 		cc.upgraded.Store(true)
 	}
-	ws, err := websocket.Accept(smallReader{w}, r, &websocket.AcceptOptions{
+	hj := &hijacker{ResponseWriter: w, timeout: c.opts.WriteTimeout}
+	ws, err := websocket.Accept(hj, r, &websocket.AcceptOptions{
 		Subprotocols: offer(proto),
 		// checkOrigin applied a stricter rule than the library's, which
 		// cannot be told to allow "null" or to compare schemes.
@@ -613,6 +620,7 @@ func (s *Server) open(c *config, w http.ResponseWriter, r *http.Request, cc *cli
 	}
 	ws.SetReadLimit(limit)
 	sess.ws = ws
+	sess.fw = hj.fw
 	sess.cc, _ = r.Context().Value(connKey{}).(net.Conn)
 	s.total.Add(1)
 	if set.Record != "" && c.opts.Recorder != nil {

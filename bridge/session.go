@@ -50,6 +50,9 @@ type ending struct {
 	// unresponsive says the client has stopped answering: it gets its
 	// close frame but is not waited for.
 	unresponsive bool
+	// err is the target's error when it ended the session with 1011, for
+	// the log: the client only learns "Target error".
+	err error
 }
 
 // session is one bridged client. Its owner goroutine (ServeHTTP's) runs two
@@ -69,7 +72,8 @@ type session struct {
 	label  string    // the target's metric label
 	rec    Recording // nil when not recording
 	ws     *websocket.Conn
-	cc     net.Conn // the client's connection for write deadlines, or nil
+	cc     net.Conn     // the client's connection for write deadlines, or nil
+	fw     *frameWriter // under the library's writer on a plain socket, or nil
 	tc     net.Conn
 	mode   Mode
 	log    *slog.Logger
@@ -319,7 +323,7 @@ func clientEnding(err error) ending {
 	case errors.As(err, &ce):
 		return ending{code: ce.Code, reason: ce.Reason, by: "client"}
 	case errors.As(err, &te):
-		return ending{code: websocket.StatusInternalError, reason: reasonTargetError, by: "target", send: true}
+		return ending{code: websocket.StatusInternalError, reason: reasonTargetError, by: "target", send: true, err: te.err}
 	case errors.Is(err, errTextFrame):
 		return ending{code: websocket.StatusUnsupportedData, reason: reasonText, by: "client", send: true}
 	case errors.Is(err, errBase64):
@@ -338,7 +342,7 @@ func targetEnding(err error) ending {
 	if err == nil {
 		return ending{code: websocket.StatusNormalClosure, reason: reasonTargetClosed, by: "target", send: true}
 	}
-	return ending{code: websocket.StatusInternalError, reason: reasonTargetError, by: "target", send: true}
+	return ending{code: websocket.StatusInternalError, reason: reasonTargetError, by: "target", send: true, err: err}
 }
 
 func isNetError(err error) bool {
@@ -433,7 +437,6 @@ func (s *session) targetToClient() error {
 	reads := newTargetReads(s.tc, &s.srv.bufs, window)
 	defer reads.close()
 	var timer *time.Timer
-	wt := s.cfg.opts.WriteTimeout
 	failed := false
 	for {
 		bp, n, err := reads.read()
@@ -453,10 +456,14 @@ func (s *session) targetToClient() error {
 				base64.StdEncoding.Encode(enc, p)
 				p = enc[:base64.StdEncoding.EncodedLen(n)]
 			}
-			if s.cc != nil && wt > 0 {
-				s.cc.SetWriteDeadline(now.Add(wt))
+			gathered := s.fw.start(len(p))
+			werr := s.ws.Write(ctx, typ, p)
+			if gathered {
+				if rerr := s.fw.release(); werr == nil {
+					werr = rerr
+				}
 			}
-			if werr := s.ws.Write(ctx, typ, p); werr != nil {
+			if werr != nil {
 				failed = true
 				s.wsFailed <- werr
 			} else {
