@@ -72,8 +72,8 @@ type session struct {
 	label  string    // the target's metric label
 	rec    Recording // nil when not recording
 	ws     *websocket.Conn
-	cc     net.Conn     // the client's connection for write deadlines, or nil
-	fw     *frameWriter // under the library's writer on a plain socket, or nil
+	cc     net.Conn     // the client's connection, to cut it, or nil
+	fw     *frameWriter // where the library's writer flushes: deadlines, writev
 	tc     net.Conn
 	mode   Mode
 	log    *slog.Logger
