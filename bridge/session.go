@@ -55,9 +55,9 @@ type ending struct {
 	err error
 }
 
-// session is one bridged client. Its owner goroutine (ServeHTTP's) runs two
-// pumps, waits for the first event that ends the session, then closes both
-// sides in an order that loses no byte:
+// session is one bridged client. Its owner goroutine (started at the
+// upgrade) runs two pumps, waits for the first event that ends the
+// session, then closes both sides in an order that loses no byte:
 //
 //  1. the client gets its close frame (after every byte the target sent,
 //     when the target ended it);
