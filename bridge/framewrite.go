@@ -98,7 +98,7 @@ func (w *frameWriter) flushWith(p []byte) (int, error) {
 // start tells the writer that a message of n payload bytes is about to be
 // written; it returns whether release must follow the write.
 func (w *frameWriter) start(n int) bool {
-	if w == nil || w.vec == nil || n <= frameWriteBuffer-maxFrameHeader {
+	if w.vec == nil || n <= frameWriteBuffer-maxFrameHeader {
 		return false
 	}
 	w.mu.Lock()
