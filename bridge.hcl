@@ -163,7 +163,11 @@ session {
   max_lifetime  = "0s"    # sessions older than this close with 1008; "0s" is off
   linger        = "5s"    # once one side ends, time for the other's last bytes and the close handshake
   message_limit = "64KiB" # largest client message (decoded, for base64); larger closes with 1009
-  read_size     = "64KiB" # largest read from a target, sent as one WebSocket message
+  # Largest WebSocket message to the client (bytes before base64), and the
+  # read size while the target sends little; while it sends in bulk, reads
+  # take up to 512 KiB (or read_size, when larger) and their messages leave
+  # in one system call.
+  read_size     = "64KiB"
 
   # Close binary sessions that receive a text message with 1003, as
   # websockify 0.9+ does. By default the text message's bytes are relayed.

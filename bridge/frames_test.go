@@ -381,3 +381,63 @@ func TestTargetChunksAroundFrameBuffer(t *testing.T) {
 		})
 	}
 }
+
+// TestBulkTargetReads has a target send faster than the client reads, so
+// that the bridge's reads fill its large buffers: each read goes to the
+// client as many messages of at most the read size (1,000 bytes here, so
+// that a read makes hundreds and the gathered writes fill up and go out
+// mid-read), with pings every few milliseconds written in between. Every
+// message must be whole on its own (base64 included), none larger than
+// the read size, and the bytes in order.
+func TestBulkTargetReads(t *testing.T) {
+	const readSize, total = 1000, 3 << 20
+	pattern := make([]byte, total)
+	for i := range pattern {
+		pattern[i] = byte(i*7 + i>>11)
+	}
+	for _, proto := range []string{"binary", "base64"} {
+		t.Run(proto, func(t *testing.T) {
+			addr := target(t, func(c net.Conn) {
+				c.Write(pattern)
+				c.Close()
+			})
+			b := startBridge(t, static(addr), nil, &bridge.Options{
+				ReadSize:     readSize,
+				PingInterval: 5 * time.Millisecond,
+				PongTimeout:  5 * time.Second,
+			})
+			c := dial(t, b.url, proto)
+			// Let the target fill the socket buffers first.
+			time.Sleep(100 * time.Millisecond)
+			var got []byte
+			full := 0
+			for {
+				_, m, err := c.Read(t.Context())
+				if err != nil {
+					wantClose(t, err, websocket.StatusNormalClosure, "Target closed")
+					break
+				}
+				if proto == "base64" {
+					if m, err = base64.StdEncoding.DecodeString(string(m)); err != nil {
+						t.Fatalf("message %d bytes into the stream: %v", len(got), err)
+					}
+				}
+				if len(m) > readSize {
+					t.Fatalf("a message of %d bytes; the read size is %d", len(m), readSize)
+				}
+				if len(m) >= readSize*3/7/3*3 {
+					full++
+				}
+				got = append(got, m...)
+			}
+			if !bytes.Equal(got, pattern) {
+				i := 0
+				for i < min(len(got), len(pattern)) && got[i] == pattern[i] {
+					i++
+				}
+				t.Fatalf("got %d bytes, want %d; first difference at %d", len(got), len(pattern), i)
+			}
+			t.Logf("%d of the messages were full", full)
+		})
+	}
+}

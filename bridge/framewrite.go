@@ -9,12 +9,11 @@ import (
 // frameWriteBuffer is the size of the library's buffered frame writer
 // toward a client on a plain socket. A frame larger than the buffer leaves
 // the library in two writes: the buffer, full with the header and the
-// start of the payload, and then the rest. frameWriter joins the two into
-// one writev, so the buffer can be small, which an idle session is glad
-// of, without the extra system call per message that a small buffer cost
-// before (a third of target-to-client throughput in BenchmarkShuttle).
-// Control frames (at most 139 bytes) always fit and are written at once.
-// On TLS the buffer stays net/http's 4 KiB: there each flush is a record.
+// start of the payload, and then the rest. frameWriter gathers those
+// writes, for all the messages of one target read, into one writev, so the
+// buffer can be small, which an idle session is glad of, and a message
+// costs no system call of its own. On TLS the buffer stays net/http's
+// 4 KiB: there each flush is a record.
 const (
 	frameWriteBuffer = 256
 	tlsWriteBuffer   = 4 << 10
@@ -23,28 +22,76 @@ const (
 // maxFrameHeader is the longest header of an unmasked frame.
 const maxFrameHeader = 10
 
+// maxGather is how many frames a gathering holds before it writes: eight
+// messages of the default read size, a bulk read.
+const maxGather = 8
+
+// A gathering holds the writes of one batch of messages until they go out
+// in one writev: copies of the library's buffer flushes (at most
+// frameWriteBuffer bytes each, in arena) and, by reference, the payloads
+// it writes past its buffer, which are slices of the session's own buffer
+// and stay put until release. It is pooled: a session holds one only
+// while it writes.
+type gathering struct {
+	arena [2 * maxGather * frameWriteBuffer]byte
+	used  int
+	from  int  // where the last entry starts in arena, when tail
+	tail  bool // the last entry is in arena and ends at used
+	iov   [4*maxGather + 1][]byte
+	n     int
+	bufs  net.Buffers // over iov; a field, so that writing allocates nothing
+}
+
+var gatherings = sync.Pool{New: func() any { return new(gathering) }}
+
+// add takes one write of the library's.
+func (g *gathering) add(p []byte) {
+	if len(p) > frameWriteBuffer {
+		g.iov[g.n] = p
+		g.n++
+		g.tail = false
+		return
+	}
+	start := g.used
+	g.used += copy(g.arena[start:], p)
+	if g.tail { // the last entry ends where p was copied: extend it
+		g.iov[g.n-1] = g.arena[g.from:g.used]
+		return
+	}
+	g.iov[g.n] = g.arena[start:g.used]
+	g.n++
+	g.from, g.tail = start, true
+}
+
+// fits reports whether add(p) has room.
+func (g *gathering) fits(p []byte) bool {
+	return g.n < len(g.iov) && (len(p) > frameWriteBuffer || g.used+len(p) <= len(g.arena))
+}
+
+func (g *gathering) reset() {
+	clear(g.iov[:g.n])
+	g.n, g.used, g.from, g.tail = 0, 0, 0, false
+	g.bufs = nil
+}
+
 // frameWriter is what the library's frame writer flushes into. Every write
 // gets its own deadline, so that the library's own frames (pings, pongs,
 // the close) are bounded like the session's messages, and never fail on
 // the deadline of a write long past.
 //
-// On a plain TCP or Unix socket (vec), while a session writes a message
-// larger than the buffer (between start and release), the first
-// full-buffer flush is held and goes out in one writev with the next
-// write, which the library always makes within the same frame: the rest
-// of the payload, or its tail after a second buffering. All writes come
-// under the library's frame lock; mu orders them with start and release.
+// On a plain TCP or Unix socket (vec), between start and release, the
+// library's writes are gathered and go out in one writev at release (or
+// earlier, when a gathering is full). Frames the library writes meanwhile
+// on its own, a ping or the close, keep their place in line. All writes
+// come under the library's frame lock; mu orders them with start and
+// release.
 type frameWriter struct {
 	conn    net.Conn // the hijacked connection
 	vec     net.Conn // *net.TCPConn or *net.UnixConn under conn, or nil
 	timeout time.Duration
 
-	mu     sync.Mutex
-	gather bool
-	held   int // bytes in head
-	head   [frameWriteBuffer]byte
-	iov    [2][]byte
-	bufs   net.Buffers // over iov; a field, so that writing allocates nothing
+	mu sync.Mutex
+	g  *gathering // between start and release
 }
 
 func newFrameWriter(conn net.Conn, timeout time.Duration) *frameWriter {
@@ -62,11 +109,13 @@ func (w *frameWriter) bufferSize() int {
 func (w *frameWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.held > 0 {
-		return w.flushWith(p)
-	}
-	if w.gather && len(p) == len(w.head) {
-		w.held = copy(w.head[:], p)
+	if g := w.g; g != nil {
+		if !g.fits(p) {
+			if err := w.flush(); err != nil {
+				return 0, err
+			}
+		}
+		g.add(p)
 		return len(p), nil
 	}
 	w.deadline()
@@ -79,44 +128,42 @@ func (w *frameWriter) deadline() {
 	}
 }
 
-// flushWith writes the held bytes and p in one system call.
-func (w *frameWriter) flushWith(p []byte) (int, error) {
-	w.deadline()
-	w.iov[0], w.iov[1] = w.head[:w.held], p
-	w.bufs = w.iov[:]
-	held := w.held
-	w.held = 0
-	n, err := w.bufs.WriteTo(w.vec)
-	w.iov[0], w.iov[1] = nil, nil
-	w.bufs = nil
-	if err != nil {
-		return max(int(n)-held, 0), err
+// flush writes what is gathered in one system call (more when the socket
+// takes part of it).
+func (w *frameWriter) flush() error {
+	g := w.g
+	if g.n == 0 {
+		return nil
 	}
-	return len(p), nil
+	w.deadline()
+	g.bufs = g.iov[:g.n]
+	_, err := g.bufs.WriteTo(w.vec)
+	g.reset()
+	return err
 }
 
-// start tells the writer that a message of n payload bytes is about to be
-// written; it returns whether release must follow the write.
+// start tells the writer that the messages of n payload bytes in all are
+// about to be written; it returns whether release must follow the writes.
 func (w *frameWriter) start(n int) bool {
 	if w.vec == nil || n <= frameWriteBuffer-maxFrameHeader {
 		return false
 	}
+	g := gatherings.Get().(*gathering)
 	w.mu.Lock()
-	w.gather = true
+	w.g = g
 	w.mu.Unlock()
 	return true
 }
 
-// release ends a message begun with start. Bytes still held (which the
-// library's sequence of writes never leaves) are written now.
+// release writes what start began gathering.
 func (w *frameWriter) release() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.gather = false
-	if w.held == 0 {
-		return nil
-	}
-	_, err := w.flushWith(nil)
+	err := w.flush()
+	g := w.g
+	w.g = nil
+	g.reset()
+	gatherings.Put(g)
 	return err
 }
 

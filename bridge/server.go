@@ -69,8 +69,11 @@ type Options struct {
 	// relayed. Default 64 KiB, the size browsers and websockify send (the
 	// library's own default is 32 KiB).
 	MessageLimit int64
-	// ReadSize is the largest read from a target, in bytes; each read is
-	// sent to the client as one message. Default 64 KiB.
+	// ReadSize is the largest read from a target while it sends little, and
+	// the largest message to the client, in bytes before any base64. While
+	// the target sends fast, reads take up to 512 KiB (or ReadSize, when
+	// larger), sent as messages of ReadSize in one system call. Default
+	// 64 KiB.
 	ReadSize int
 
 	// StrictText closes a binary session with 1003 when the client sends a
@@ -200,6 +203,11 @@ const (
 	defaultMessageLimit  = 64 << 10
 	defaultReadSize      = 64 << 10
 	minReadSize          = 512
+	// bulkReadSize is the size of a read from a target that is sending
+	// fast (the last read filled its buffer): fewer, larger system calls
+	// per byte, its messages gathered into one write to the client. The
+	// buffer is the pool's only while bytes are on their way.
+	bulkReadSize         = 512 << 10
 	defaultFailedLookups = 5
 	defaultPerIPSessions = 16
 	defaultPerIPRate     = 10
@@ -251,6 +259,7 @@ type Server struct {
 	log      *slog.Logger
 	obs      Observer
 	bufs     sync.Pool // *[]byte of bufSize, the first ReadSize
+	bulkBufs sync.Pool // *[]byte of bulkReadSize, when larger than bufSize
 	bufSize  int
 	limits   atomic.Pointer[Limits]
 	clients  atomic.Pointer[ratelimit.Clients]      // nil when off
@@ -292,6 +301,10 @@ func New(r targets.Resolver, opts *Options) *Server {
 	s.bufSize = o.ReadSize
 	s.bufs.New = func() any {
 		b := make([]byte, s.bufSize)
+		return &b
+	}
+	s.bulkBufs.New = func() any {
+		b := make([]byte, max(bulkReadSize, s.bufSize))
 		return &b
 	}
 	return s
@@ -589,7 +602,7 @@ func (s *Server) open(c *config, w http.ResponseWriter, r *http.Request, cc *cli
 	tin, tout := s.targetBandwidth(t)
 	lim := s.limits.Load()
 	sess.in = newDirection("in", c.opts.ReadSize, ratelimit.NewBandwidth(lim.SessionBandwidthIn), tin, s.totalBW[0].Load())
-	sess.out = newDirection("out", c.opts.ReadSize, ratelimit.NewBandwidth(lim.SessionBandwidthOut), tout, s.totalBW[1].Load())
+	sess.out = newDirection("out", max(bulkReadSize, c.opts.ReadSize), ratelimit.NewBandwidth(lim.SessionBandwidthOut), tout, s.totalBW[1].Load())
 	if !s.track(sess) {
 		closeConn(tc)
 		return nil, refuse(http.StatusServiceUnavailable, "server is shutting down").as("draining")

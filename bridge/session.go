@@ -358,6 +358,7 @@ func (s *session) clientToTarget() error {
 	ctx := context.Background()
 	strict := s.cfg.opts.StrictText && s.mode == Binary
 	var dec b64Decoder
+	pool := &s.srv.bufs
 	for {
 		typ, r, err := s.ws.Reader(ctx)
 		if err != nil {
@@ -370,9 +371,9 @@ func (s *session) clientToTarget() error {
 		if s.mode == Base64 {
 			d = &dec
 		}
-		bp := s.srv.bufs.Get().(*[]byte)
+		bp := pool.Get().(*[]byte)
 		err = copyMessage((*targetWriter)(s), r, *bp, s.in.chunk, d)
-		s.srv.bufs.Put(bp)
+		pool.Put(bp)
 		if err != nil {
 			return err
 		}
@@ -425,16 +426,25 @@ func (s *session) writeTarget(p []byte) error {
 func (s *session) targetToClient() error {
 	ctx := context.Background()
 	typ := websocket.MessageBinary
-	chunk := s.out.chunk
-	// A buffer is split in base64: raw bytes first, their encoding (four
-	// for every three) after.
-	raw := s.srv.bufSize
+	// A message is at most the configured read size; a bulk read from the
+	// target takes several (see targetReads). In base64 a buffer is
+	// split: raw bytes first, their encoding (four for every three) after,
+	// and a message carries the encoding of a whole number of three-byte
+	// groups.
+	msg := s.srv.bufSize
+	raw := func(size int) int { return size }
 	if s.mode == Base64 {
 		typ = websocket.MessageText
-		raw = raw * 3 / 7 / 3 * 3
+		raw = func(size int) int { return size * 3 / 7 / 3 * 3 }
+		msg = raw(msg) / 3 * 4
 	}
-	window := func(buf []byte) []byte { return buf[:min(raw, chunk)] }
-	reads := newTargetReads(s.tc, &s.srv.bufs, window)
+	chunk := s.out.chunk
+	window := func(buf []byte) []byte { return buf[:min(raw(len(buf)), chunk)] }
+	bulk := &s.srv.bulkBufs
+	if chunk <= raw(s.srv.bufSize) { // bandwidth limits cap every read
+		bulk = &s.srv.bufs
+	}
+	reads := newTargetReads(s.tc, &s.srv.bufs, bulk, window)
 	defer reads.close()
 	var timer *time.Timer
 	failed := false
@@ -452,18 +462,11 @@ func (s *session) targetToClient() error {
 				s.rec.Frame(false, now.Sub(s.start), p)
 			}
 			if s.mode == Base64 {
-				enc := (*bp)[raw:]
+				enc := (*bp)[raw(len(*bp)):]
 				base64.StdEncoding.Encode(enc, p)
 				p = enc[:base64.StdEncoding.EncodedLen(n)]
 			}
-			gathered := s.fw.start(len(p))
-			werr := s.ws.Write(ctx, typ, p)
-			if gathered {
-				if rerr := s.fw.release(); werr == nil {
-					werr = rerr
-				}
-			}
-			if werr != nil {
+			if werr := s.writeClient(ctx, typ, p, msg); werr != nil {
 				failed = true
 				s.wsFailed <- werr
 			} else {
@@ -478,6 +481,24 @@ func (s *session) targetToClient() error {
 			return err
 		}
 	}
+}
+
+// writeClient writes p to the client in messages of at most msg bytes,
+// gathered into one system call where the connection allows.
+func (s *session) writeClient(ctx context.Context, typ websocket.MessageType, p []byte, msg int) error {
+	gathered := s.fw.start(len(p))
+	var err error
+	for len(p) > 0 && err == nil {
+		k := min(len(p), msg)
+		err = s.ws.Write(ctx, typ, p[:k])
+		p = p[k:]
+	}
+	if gathered {
+		if rerr := s.fw.release(); err == nil {
+			err = rerr
+		}
+	}
+	return err
 }
 
 // pinger runs at most one ping at a time beside the session's owner.

@@ -7,23 +7,27 @@ import (
 
 // targetReads reads the target into the server's pooled buffers. Where the
 // target is a plain TCP or Unix socket (on Unix), it waits for bytes
-// without a buffer, through syscall.RawConn, and takes one from the pool
-// only once bytes are ready: an idle session holds no copy buffer.
-// Elsewhere (TLS targets, other systems) it holds one buffer for the
-// session's life.
+// without a buffer, through syscall.RawConn, and takes one from a pool
+// only once bytes are ready: an idle session holds no copy buffer. A read
+// that filled its buffer says the target is sending fast, and the next
+// read gets a buffer from the large pool (bulkReadSize): fewer system
+// calls per byte while bulk data flows, and small buffers for the rest. Elsewhere (TLS targets, other systems) it holds one small buffer
+// for the session's life.
 type targetReads struct {
-	conn net.Conn
-	pool *sync.Pool
-	raw  *rawReader // nil: conn is read into held
-	held *[]byte
+	conn  net.Conn
+	pools [2]*sync.Pool // small, large
+	big   bool          // the last read filled its buffer
+	from  *sync.Pool    // where the last read's buffer came from
+	raw   *rawReader    // nil: conn is read into held
+	held  *[]byte
 	// window picks the part of a buffer that reads fill.
 	window func(buf []byte) []byte
 }
 
-func newTargetReads(conn net.Conn, pool *sync.Pool, window func([]byte) []byte) *targetReads {
-	r := &targetReads{conn: conn, pool: pool, window: window, raw: newRawReader(conn, pool, window)}
+func newTargetReads(conn net.Conn, small, large *sync.Pool, window func([]byte) []byte) *targetReads {
+	r := &targetReads{conn: conn, pools: [2]*sync.Pool{small, large}, window: window, raw: newRawReader(conn, window)}
 	if r.raw == nil {
-		r.held = pool.Get().(*[]byte)
+		r.held = small.Get().(*[]byte)
 	}
 	return r
 }
@@ -36,20 +40,26 @@ func (r *targetReads) read() (bp *[]byte, n int, err error) {
 		n, err = r.conn.Read(r.window(*r.held))
 		return r.held, n, err
 	}
-	return r.raw.read()
+	r.from = r.pools[0]
+	if r.big {
+		r.from = r.pools[1]
+	}
+	bp, n, err = r.raw.read(r.from)
+	r.big = bp != nil && n == len(r.window(*bp))
+	return bp, n, err
 }
 
 // done gives back a buffer from read.
 func (r *targetReads) done(bp *[]byte) {
 	if bp != nil && bp != r.held {
-		r.pool.Put(bp)
+		r.from.Put(bp)
 	}
 }
 
 // close gives back the held buffer.
 func (r *targetReads) close() {
 	if r.held != nil {
-		r.pool.Put(r.held)
+		r.pools[0].Put(r.held)
 		r.held = nil
 	}
 }

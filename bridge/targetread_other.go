@@ -11,8 +11,8 @@ import (
 // readability, so sessions hold their read buffer.
 type rawReader struct{}
 
-func newRawReader(net.Conn, *sync.Pool, func([]byte) []byte) *rawReader { return nil }
+func newRawReader(net.Conn, func([]byte) []byte) *rawReader { return nil }
 
-func (*rawReader) read() (*[]byte, int, error) {
+func (*rawReader) read(*sync.Pool) (*[]byte, int, error) {
 	panic("bridge: no raw reads on this system")
 }

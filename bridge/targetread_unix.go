@@ -16,7 +16,7 @@ import (
 // nothing.
 type rawReader struct {
 	rc     syscall.RawConn
-	pool   *sync.Pool
+	pool   *sync.Pool // the current read's
 	window func([]byte) []byte
 	fn     func(fd uintptr) bool
 
@@ -25,7 +25,7 @@ type rawReader struct {
 	rerr error
 }
 
-func newRawReader(conn net.Conn, pool *sync.Pool, window func([]byte) []byte) *rawReader {
+func newRawReader(conn net.Conn, window func([]byte) []byte) *rawReader {
 	var sc syscall.Conn
 	switch c := conn.(type) {
 	case *net.TCPConn:
@@ -39,7 +39,7 @@ func newRawReader(conn net.Conn, pool *sync.Pool, window func([]byte) []byte) *r
 	if err != nil {
 		return nil
 	}
-	r := &rawReader{rc: rc, pool: pool, window: window}
+	r := &rawReader{rc: rc, window: window}
 	r.fn = r.readable
 	return r
 }
@@ -63,7 +63,9 @@ func (r *rawReader) readable(fd uintptr) bool {
 	return true
 }
 
-func (r *rawReader) read() (*[]byte, int, error) {
+// read reads into a buffer from pool.
+func (r *rawReader) read(pool *sync.Pool) (*[]byte, int, error) {
+	r.pool = pool
 	err := r.rc.Read(r.fn)
 	bp, n, rerr := r.bp, r.n, r.rerr
 	r.bp = nil
