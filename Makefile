@@ -35,6 +35,7 @@ e2e:
 fuzz:
 	go test -run '^$$' -fuzz FuzzParseTokens -fuzztime $(FUZZTIME) ./targets
 	go test -run '^$$' -fuzz FuzzBase64Framing -fuzztime $(FUZZTIME) ./bridge
+	go test -run '^$$' -fuzz FuzzBase64Codec -fuzztime $(FUZZTIME) ./bridge
 	go test -run '^$$' -fuzz FuzzSubprotocolHeader -fuzztime $(FUZZTIME) ./bridge
 	go test -run '^$$' -fuzz FuzzStaticPath -fuzztime $(FUZZTIME) ./bridge
 	go test -run '^$$' -fuzz FuzzDoor -fuzztime $(FUZZTIME) ./bridge

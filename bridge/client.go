@@ -258,7 +258,7 @@ func (c *Client) send(r io.Reader) error {
 		if n > 0 && !ended {
 			var werr error
 			if c.mode == Base64 {
-				base64.StdEncoding.Encode(enc, buf[:n])
+				b64Encode(enc, buf[:n])
 				werr = c.ws.Write(ctx, websocket.MessageText, enc[:base64.StdEncoding.EncodedLen(n)])
 			} else {
 				werr = c.ws.Write(ctx, websocket.MessageBinary, buf[:n])

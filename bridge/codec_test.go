@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -98,6 +99,70 @@ func FuzzBase64Framing(f *testing.F) {
 		case werr == nil && !bytes.Equal(got, want):
 			t.Fatalf("decoded %q (cuts %v) to %q, want %q", msg, cuts, got, want)
 		}
+	})
+}
+
+// TestBase64Codec compares the session's codec with encoding/base64 on
+// every length up to a few steps of its loops, and on each of those
+// encodings spoiled at every place: with a character outside the
+// alphabet, padding, or a line break.
+func TestBase64Codec(t *testing.T) {
+	raw := make([]byte, 100)
+	for i := range raw {
+		raw[i] = byte(i*167 + 13)
+	}
+	for n := range len(raw) + 1 {
+		want := base64.StdEncoding.EncodeToString(raw[:n])
+		got := make([]byte, len(want))
+		b64Encode(got, raw[:n])
+		if string(got) != want {
+			t.Fatalf("encode %d bytes: %q, want %q", n, got, want)
+		}
+		checkDecode(t, []byte(want))
+		for i := range want {
+			for _, c := range []byte{'!', '=', '\n', '\r', 0x80} {
+				bad := []byte(want)
+				bad[i] = c
+				checkDecode(t, bad)
+			}
+		}
+	}
+}
+
+// checkDecode fails unless b64Decode gives what encoding/base64 gives for
+// src: the same bytes, or the same error; or, where src has a line break,
+// errLineBreak.
+func checkDecode(t *testing.T, src []byte) {
+	t.Helper()
+	got := make([]byte, decodedLen(len(src)))
+	n, err := b64Decode(got, src)
+	if bytes.ContainsAny(src, "\r\n") {
+		if err != errLineBreak {
+			t.Fatalf("decode %q: %d %q %v, want a line break error", src, n, got[:n], err)
+		}
+		return
+	}
+	want := make([]byte, decodedLen(len(src)))
+	wn, werr := base64.StdEncoding.Decode(want, src)
+	if n != wn || !bytes.Equal(got[:n], want[:wn]) || fmt.Sprint(err) != fmt.Sprint(werr) {
+		t.Fatalf("decode %q: %d %q %v, want %d %q %v", src, n, got[:n], err, wn, want[:wn], werr)
+	}
+}
+
+// FuzzBase64Codec checks the session's codec against encoding/base64 on
+// any bytes, either way.
+func FuzzBase64Codec(f *testing.F) {
+	f.Add([]byte("hello, world: twelve or more bytes"))
+	f.Add([]byte("aGVsbG8gd29ybGQgdHdlbHZlIG9yIG1vcmU="))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		want := base64.StdEncoding.EncodeToString(b)
+		got := make([]byte, len(want))
+		b64Encode(got, b)
+		if string(got) != want {
+			t.Fatalf("encode %q: %q, want %q", b, got, want)
+		}
+		checkDecode(t, b)
+		checkDecode(t, got)
 	})
 }
 

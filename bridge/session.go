@@ -358,7 +358,13 @@ func (s *session) clientToTarget() error {
 	ctx := context.Background()
 	strict := s.cfg.opts.StrictText && s.mode == Binary
 	var dec b64Decoder
+	// Base64 is decoded from one half of the buffer into the other: the
+	// bulk pool's buffers take a whole message of the default limit in
+	// one read and one write, as binary messages go with the small ones.
 	pool := &s.srv.bufs
+	if s.mode == Base64 {
+		pool = &s.srv.bulkBufs
+	}
 	for {
 		typ, r, err := s.ws.Reader(ctx)
 		if err != nil {
@@ -463,7 +469,7 @@ func (s *session) targetToClient() error {
 			}
 			if s.mode == Base64 {
 				enc := (*bp)[raw(len(*bp)):]
-				base64.StdEncoding.Encode(enc, p)
+				b64Encode(enc, p)
 				p = enc[:base64.StdEncoding.EncodedLen(n)]
 			}
 			if werr := s.writeClient(ctx, typ, p, msg); werr != nil {
