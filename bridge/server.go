@@ -406,17 +406,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // Accept failed after the dial, and has answered and logged
 	}
 	sess.start = start
-	// The session runs on a goroutine of its own and the handler returns:
+	// The session runs on its pumps' goroutines and the handler returns:
 	// net/http is done with a hijacked connection, so its goroutine (the
 	// deepest stack here) and the request end now instead of idling for
 	// the session's life.
-	go s.live(sess, tk)
+	sess.begin(tk)
 }
 
-// live runs an upgraded session to its end, logs it and lets it go.
-func (s *Server) live(sess *session, tk *ticket) {
-	end := sess.run()
-	s.release(tk)
+// ended logs a session that is over and lets it go.
+func (s *Server) ended(sess *session, end ending) {
+	s.release(sess.tk)
 	s.obs.Ended(sess.label, end.by, int(end.code))
 	if sess.rec != nil {
 		sess.rec.Close()
@@ -598,7 +597,7 @@ func (s *Server) open(c *config, w http.ResponseWriter, r *http.Request, cc *cli
 		}
 	}
 
-	sess := &session{srv: s, cfg: c, target: t, label: label, mode: mode, tc: tc, log: log, ping: set.PingInterval, stop: make(chan struct{}), ended: make(chan struct{}), outEnded: make(chan struct{})}
+	sess := &session{srv: s, cfg: c, target: t, label: label, mode: mode, tc: tc, log: log, ping: set.PingInterval, ended: make(chan struct{}), outEnded: make(chan struct{})}
 	tin, tout := s.targetBandwidth(t)
 	lim := s.limits.Load()
 	sess.in = newDirection("in", c.opts.ReadSize, ratelimit.NewBandwidth(lim.SessionBandwidthIn), tin, s.totalBW[0].Load())

@@ -55,9 +55,11 @@ type ending struct {
 	err error
 }
 
-// session is one bridged client. Its owner goroutine (started at the
-// upgrade) runs two pumps, waits for the first event that ends the
-// session, then closes both sides in an order that loses no byte:
+// session is one bridged client. Two pump goroutines relay its bytes; a
+// running session has no other goroutine: its timers are callbacks, and
+// whatever ends it first (a pump's end, a timer, Shutdown) claims the end
+// and closes both sides (finish, on the pump that ended, or on a
+// goroutine of its own) in an order that loses no byte:
 //
 //  1. the client gets its close frame (after every byte the target sent,
 //     when the target ended it);
@@ -89,17 +91,24 @@ type session struct {
 	waitStart  atomic.Int64 // unix nanoseconds when the current target write began, or 0
 	inTimer    *time.Timer  // the client reader's bandwidth timer
 
-	wsFailed chan error // the target-to-client pump could not write to the client
+	// The end: the first ending claims it (under mu) and is the one that
+	// counts; the pumps' later results go to up and down for finish.
+	mu      sync.Mutex
+	end     *ending
+	started bool // begin ran; before that, an ending waits for it
+	tk      *ticket
+	up      chan error // the client reader's result, once the session is ending
+	down    chan error // the target reader's
+	pingT   *time.Timer
+	idleT   *time.Timer
+	lifeT   *time.Timer
+	pings   sync.WaitGroup // pings in flight
 
 	in, out   direction     // byte limits, client to target and back
 	ended     chan struct{} // closed when the client reader's waits for bandwidth must stop
 	endedOnce sync.Once
 	outEnded  chan struct{} // closed when the target reader's waits must stop
 	outOnce   sync.Once
-
-	stop     chan struct{} // closed by Server.Shutdown or Retire
-	stopOnce sync.Once
-	stopEnd  *ending // how the session ends once stop is closed
 }
 
 // endWaits stops the pumps' waits for bandwidth: the session's linger is
@@ -148,12 +157,7 @@ func (s *session) shutdown() {
 
 // stopWith ends the session from outside with end, unless something else
 // ended or stopped it first.
-func (s *session) stopWith(end *ending) {
-	s.stopOnce.Do(func() {
-		s.stopEnd = end
-		close(s.stop)
-	})
-}
+func (s *session) stopWith(end *ending) { s.trigger(*end) }
 
 // kill cuts both connections at once. It is the last resort of Shutdown for
 // a session that did not end within its Linger.
@@ -163,82 +167,140 @@ func (s *session) kill() {
 	closeConn(s.tc)
 }
 
-// run relays until one side ends, then closes both. It returns the ending.
-func (s *session) run() ending {
+// begin starts relaying; Server.ended is called once the session is
+// over. tk is the session's admission, released then.
+func (s *session) begin(tk *ticket) {
+	s.tk = tk
 	if s.failed != nil {
-		s.ws.Close(s.failed.code, s.failed.reason)
-		return *s.failed
+		go func() {
+			s.ws.Close(s.failed.code, s.failed.reason)
+			s.srv.ended(s, *s.failed)
+		}()
+		return
 	}
 	opts := &s.cfg.opts
 	s.lastActive.Store(time.Now().UnixNano())
-	s.wsFailed = make(chan error, 1)
-	up := make(chan error, 1)
-	down := make(chan error, 1)
-	go func() { up <- s.clientToTarget() }()
-	go func() { down <- s.targetToClient() }()
-
-	var pingC, idleC, lifeC <-chan time.Time
-	var ping *time.Timer
-	if s.ping > 0 {
-		ping = time.NewTimer(s.ping)
-		defer ping.Stop()
-		pingC = ping.C
+	s.up = make(chan error, 1)
+	s.down = make(chan error, 1)
+	s.mu.Lock()
+	s.started = true
+	if s.end != nil { // stopped before it began
+		e := *s.end
+		s.mu.Unlock()
+		go s.conclude(e, true, true)
+		return
 	}
-	pinger := &pinger{s: s}
-	var idle *time.Timer
+	if s.ping > 0 {
+		s.pingT = time.AfterFunc(s.ping, s.pingNow)
+	}
 	if opts.IdleTimeout > 0 {
-		idle = time.NewTimer(opts.IdleTimeout)
-		defer idle.Stop()
-		idleC = idle.C
+		s.idleT = time.AfterFunc(opts.IdleTimeout, s.idleCheck)
 	}
 	if opts.MaxLifetime > 0 {
-		t := time.NewTimer(opts.MaxLifetime)
-		defer t.Stop()
-		lifeC = t.C
+		s.lifeT = time.AfterFunc(opts.MaxLifetime, func() {
+			s.trigger(ending{code: websocket.StatusPolicyViolation, reason: reasonLifetime, by: "server", send: true})
+		})
 	}
+	s.mu.Unlock()
+	go func() { s.pumpDone(true, s.clientToTarget()) }()
+	go func() { s.pumpDone(false, s.targetToClient()) }()
+}
 
-	var end ending
-	upDone, downDone := false, false
-	for end.code == 0 {
-		select {
-		case err := <-up:
-			upDone = true
-			end = clientEnding(err)
-		case err := <-down:
-			downDone = true
-			end = targetEnding(err)
-		case <-s.wsFailed:
-			end = ending{code: websocket.StatusAbnormalClosure, by: "client"}
-		case <-s.stop:
-			end = *s.stopEnd
-		case <-pingC:
-			pinger.start(opts.PongTimeout)
-		case err := <-pinger.done:
-			pinger.running = false
-			switch {
-			case !errors.Is(err, context.DeadlineExceeded):
-				// A pong, or a connection that closed: the pumps report that.
-			case pinger.excused():
-				s.log.Debug("pong late while the target was slow; not held against the client")
-			default:
-				end = ending{code: websocket.StatusGoingAway, reason: reasonPong, by: "client", send: true, unresponsive: true}
-			}
-			if end.code == 0 {
-				ping.Reset(s.ping)
-			}
-		case <-idleC:
-			if left := opts.IdleTimeout - time.Duration(time.Now().UnixNano()-s.lastActive.Load()); left > 0 {
-				idle.Reset(left)
-				continue
-			}
-			end = ending{code: websocket.StatusPolicyViolation, reason: reasonIdle, by: "server", send: true}
-		case <-lifeC:
-			end = ending{code: websocket.StatusPolicyViolation, reason: reasonLifetime, by: "server", send: true}
+// trigger ends the session with e from outside the pumps, unless it is
+// ending already.
+func (s *session) trigger(e ending) {
+	s.mu.Lock()
+	if s.end != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.end = &e
+	started := s.started
+	s.mu.Unlock()
+	if started {
+		go s.conclude(e, false, false)
+	}
+}
+
+// pumpDone takes a pump's result: the session's ending, when it is the
+// first, which this pump's goroutine then carries out; otherwise finish's.
+func (s *session) pumpDone(up bool, err error) {
+	e := targetEnding(err)
+	if up {
+		e = clientEnding(err)
+	}
+	s.mu.Lock()
+	if s.end == nil {
+		s.end = &e
+		s.mu.Unlock()
+		s.conclude(e, up, !up)
+		return
+	}
+	s.mu.Unlock()
+	if up {
+		s.up <- err
+	} else {
+		s.down <- err
+	}
+}
+
+// conclude closes the session's sides after its ending e; upDone and
+// downDone say which pumps have returned already.
+func (s *session) conclude(e ending, upDone, downDone bool) {
+	for _, t := range []*time.Timer{s.pingT, s.idleT, s.lifeT} {
+		if t != nil {
+			t.Stop()
 		}
 	}
-	s.finish(end, upDone, downDone, up, down)
-	pinger.wait()
-	return end
+	s.finish(e, upDone, downDone, s.up, s.down)
+	s.pings.Wait()
+	s.srv.ended(s, e)
+}
+
+// pingNow runs on the ping timer: one ping, with the pong deadline. A pong
+// (or a connection that closed, which the pumps report) arms the next.
+func (s *session) pingNow() {
+	s.mu.Lock()
+	if s.end != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.pings.Add(1)
+	s.mu.Unlock()
+	defer s.pings.Done()
+	waited := s.targetWait.Load()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.opts.PongTimeout)
+	err := s.ws.Ping(ctx)
+	cancel()
+	if errors.Is(err, context.DeadlineExceeded) {
+		// Pongs are only read between client messages: a client whose
+		// message was being written to the target meanwhile (or still is)
+		// was heard from anyway.
+		if s.waitStart.Load() == 0 && s.targetWait.Load() == waited {
+			s.trigger(ending{code: websocket.StatusGoingAway, reason: reasonPong, by: "client", send: true, unresponsive: true})
+			return
+		}
+		s.log.Debug("pong late while the target was slow; not held against the client")
+	}
+	s.mu.Lock()
+	if s.end == nil {
+		s.pingT.Reset(s.ping)
+	}
+	s.mu.Unlock()
+}
+
+// idleCheck runs on the idle timer: the session ends if nothing moved for
+// IdleTimeout, or the timer waits for the rest.
+func (s *session) idleCheck() {
+	if left := s.cfg.opts.IdleTimeout - time.Duration(time.Now().UnixNano()-s.lastActive.Load()); left > 0 {
+		s.mu.Lock()
+		if s.end == nil {
+			s.idleT.Reset(left)
+		}
+		s.mu.Unlock()
+		return
+	}
+	s.trigger(ending{code: websocket.StatusPolicyViolation, reason: reasonIdle, by: "server", send: true})
 }
 
 // finish closes both sides in the order the session doc describes.
@@ -474,7 +536,7 @@ func (s *session) targetToClient() error {
 			}
 			if werr := s.writeClient(ctx, typ, p, msg); werr != nil {
 				failed = true
-				s.wsFailed <- werr
+				s.trigger(ending{code: websocket.StatusAbnormalClosure, by: "client"})
 			} else {
 				s.bytesOut.Add(int64(n))
 			}
@@ -505,42 +567,4 @@ func (s *session) writeClient(ctx context.Context, typ websocket.MessageType, p 
 		}
 	}
 	return err
-}
-
-// pinger runs at most one ping at a time beside the session's owner.
-type pinger struct {
-	s       *session
-	done    chan error
-	running bool
-	waited  int64 // s.targetWait when the ping started
-}
-
-func (p *pinger) start(timeout time.Duration) {
-	if p.running {
-		return
-	}
-	if p.done == nil {
-		p.done = make(chan error, 1)
-	}
-	p.running = true
-	p.waited = p.s.targetWait.Load()
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		p.done <- p.s.ws.Ping(ctx)
-	}()
-}
-
-// excused reports whether the client reader wrote to the target during the
-// last ping, or is blocked writing to it now. Then a late pong proves
-// nothing: pongs are only read between client messages, and the client was
-// heard from anyway.
-func (p *pinger) excused() bool {
-	return p.s.waitStart.Load() != 0 || p.s.targetWait.Load() != p.waited
-}
-
-func (p *pinger) wait() {
-	if p.running {
-		<-p.done
-	}
 }
