@@ -6,7 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -254,5 +257,44 @@ func TestFaultsAreSeen(t *testing.T) {
 	}
 	if !found {
 		t.Error("the target did not report the flipped byte it received")
+	}
+}
+
+// TestSetupClient drives the setup run's hand-written WebSocket client
+// against a real wsbridge, binary and base64, and against servers that
+// refuse the handshake or answer it with the wrong accept key: those must
+// be errors, not sessions counted.
+func TestSetupClient(t *testing.T) {
+	tg := startTarget(t)
+	url := "ws://" + startBridge(t, tg.Addr()) + "/"
+	for _, b64 := range []bool{false, true} {
+		s, err := MeasureSetup(t.Context(), &Endpoint{Name: "wsbridge", URL: url, Base64: b64}, 4, 200*time.Millisecond)
+		if err != nil || s.Sessions == 0 {
+			t.Errorf("base64=%v: %+v, %v", b64, s, err)
+		}
+	}
+	if errs := tg.Errors(); len(errs) > 0 {
+		t.Errorf("the target saw %v", errs)
+	}
+
+	notFound := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(notFound.Close)
+	wrongKey := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: binary\r\n\r\n")
+		brw.Flush()
+		io.Copy(io.Discard, c)
+	}))
+	t.Cleanup(wrongKey.Close)
+	for name, srv := range map[string]*httptest.Server{"404": notFound, "wrong accept key": wrongKey} {
+		e := &Endpoint{URL: "ws" + strings.TrimPrefix(srv.URL, "http") + "/"}
+		if s, err := MeasureSetup(t.Context(), e, 1, 50*time.Millisecond); !errors.Is(err, errHandshake) {
+			t.Errorf("%s: %+v, %v; want a refused handshake", name, s, err)
+		}
 	}
 }

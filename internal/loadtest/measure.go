@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -334,7 +335,20 @@ func (s Setup) PerSecond() float64 { return float64(s.Sessions) / s.Elapsed.Seco
 // MeasureSetup runs `clients` loops for d, each opening a session, echoing
 // one byte and closing it.
 func MeasureSetup(ctx context.Context, e *Endpoint, clients int, d time.Duration) (Setup, error) {
+	var u *url.URL
+	if e.URL != "" {
+		var err error
+		if u, err = url.Parse(e.URL); err != nil {
+			return Setup{}, err
+		}
+		if u.Scheme != "ws" {
+			u = nil // wss: through the general client
+		}
+	}
 	one := func() error {
+		if u != nil {
+			return setupWS(ctx, u, e.Base64)
+		}
 		c, err := e.Dial(ctx)
 		if err != nil {
 			return fmt.Errorf("%w: dial: %v", ErrDropped, err)
