@@ -20,7 +20,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	// The parker's epoll loop is one per process, for good.
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/wsbridge/wsbridge/bridge.(*parker).loop"))
 }
 
 // tbWriter sends log lines to the test log.

@@ -105,6 +105,7 @@ type session struct {
 	pings   sync.WaitGroup // pings in flight
 
 	in, out   direction     // byte limits, client to target and back
+	outp      *outPump      // the target-to-client pump's state
 	ended     chan struct{} // closed when the client reader's waits for bandwidth must stop
 	endedOnce sync.Once
 	outEnded  chan struct{} // closed when the target reader's waits must stop
@@ -182,6 +183,7 @@ func (s *session) begin(tk *ticket) {
 	s.lastActive.Store(time.Now().UnixNano())
 	s.up = make(chan error, 1)
 	s.down = make(chan error, 1)
+	s.outp = s.newOutPump()
 	s.mu.Lock()
 	s.started = true
 	if s.end != nil { // stopped before it began
@@ -203,7 +205,7 @@ func (s *session) begin(tk *ticket) {
 	}
 	s.mu.Unlock()
 	go func() { s.pumpDone(true, s.clientToTarget()) }()
-	go func() { s.pumpDone(false, s.targetToClient()) }()
+	go s.targetPump()
 }
 
 // trigger ends the session with e from outside the pumps, unless it is
@@ -350,7 +352,12 @@ func (s *session) finish(end ending, upDone, downDone bool, up, down <-chan erro
 		cw.CloseWrite()
 	}
 	if !downDone {
-		s.tc.SetReadDeadline(deadline)
+		// A parked target reader is woken to read until then.
+		if r := s.outp.reads.raw; r != nil {
+			r.stop(deadline)
+		} else {
+			s.tc.SetReadDeadline(deadline)
+		}
 		<-down
 	}
 	s.tc.Close()
@@ -487,61 +494,93 @@ func (s *session) writeTarget(p []byte) error {
 	return nil
 }
 
-// targetToClient relays target reads to the client until the target's side
-// ends. Once a write to the client fails it keeps reading and discards, so
-// the target socket can close cleanly; finish bounds that with a deadline.
-// It returns nil when the target sent its FIN.
-func (s *session) targetToClient() error {
-	ctx := context.Background()
-	typ := websocket.MessageBinary
-	// A message is at most the configured read size; a bulk read from the
-	// target takes several (see targetReads). In base64 a buffer is
-	// split: raw bytes first, their encoding (four for every three) after,
-	// and a message carries the encoding of a whole number of three-byte
-	// groups.
-	msg := s.srv.bufSize
-	raw := func(size int) int { return size }
+// targetPump is the target reader's goroutine: targetToClient until the
+// target's side ends, or until it parks (see rawReader), after which the
+// parker runs targetPump again once the target has something.
+func (s *session) targetPump() {
+	for {
+		err := s.outp.run(s)
+		if err == errParked {
+			if s.outp.reads.raw.park() {
+				return
+			}
+			continue // the session is ending: read on
+		}
+		s.outp.reads.close()
+		s.pumpDone(false, err)
+		return
+	}
+}
+
+// outPump is the target-to-client pump's state, kept in the session
+// across parking.
+type outPump struct {
+	typ    websocket.MessageType
+	msg    int                // payload bytes of one message, at most
+	raw    func(size int) int // of a buffer's size, the part reads fill
+	reads  *targetReads
+	timer  *time.Timer // the bandwidth wait's
+	failed bool        // a write to the client failed: read and discard
+}
+
+// newOutPump prepares the target-to-client pump. A message is at most the
+// configured read size; a bulk read from the target takes several (see
+// targetReads). In base64 a buffer is split: raw bytes first, their
+// encoding (four for every three) after, and a message carries the
+// encoding of a whole number of three-byte groups.
+func (s *session) newOutPump() *outPump {
+	p := &outPump{typ: websocket.MessageBinary, msg: s.srv.bufSize, raw: func(size int) int { return size }}
 	if s.mode == Base64 {
-		typ = websocket.MessageText
-		raw = func(size int) int { return size * 3 / 7 / 3 * 3 }
-		msg = raw(msg) / 3 * 4
+		p.typ = websocket.MessageText
+		p.raw = func(size int) int { return size * 3 / 7 / 3 * 3 }
+		p.msg = p.raw(p.msg) / 3 * 4
 	}
 	chunk := s.out.chunk
-	window := func(buf []byte) []byte { return buf[:min(raw(len(buf)), chunk)] }
+	window := func(buf []byte) []byte { return buf[:min(p.raw(len(buf)), chunk)] }
 	bulk := &s.srv.bulkBufs
-	if chunk <= raw(s.srv.bufSize) { // bandwidth limits cap every read
+	if chunk <= p.raw(s.srv.bufSize) { // bandwidth limits cap every read
 		bulk = &s.srv.bufs
 	}
-	reads := newTargetReads(s.tc, &s.srv.bufs, bulk, window)
-	defer reads.close()
-	var timer *time.Timer
-	failed := false
+	p.reads = newTargetReads(s.tc, &s.srv.bufs, bulk, window)
+	if p.reads.raw != nil && canPark {
+		p.reads.raw.wake = s.targetPump
+	}
+	return p
+}
+
+// run relays target reads to the client until the target's side ends.
+// Once a write to the client fails it keeps reading and discards, so the
+// target socket can close cleanly; finish bounds that with a deadline. It
+// returns nil when the target sent its FIN, and errParked when the target
+// has been silent for parkAfter.
+func (p *outPump) run(s *session) error {
+	ctx := context.Background()
 	for {
-		bp, n, err := reads.read()
-		if n > 0 && !failed {
-			now, terr := s.throttle(&s.out, n, time.Now(), &timer, s.outEnded)
+		bp, n, err := p.reads.read()
+		if n > 0 && !p.failed {
+			now, terr := s.throttle(&s.out, n, time.Now(), &p.timer, s.outEnded)
 			if terr != nil {
-				reads.done(bp)
+				p.reads.done(bp)
 				return terr
 			}
 			s.lastActive.Store(now.UnixNano())
-			p := (*bp)[:n]
+			b := (*bp)[:n]
 			if s.rec != nil {
-				s.rec.Frame(false, now.Sub(s.start), p)
+				s.rec.Frame(false, now.Sub(s.start), b)
 			}
 			if s.mode == Base64 {
-				enc := (*bp)[raw(len(*bp)):]
-				b64Encode(enc, p)
-				p = enc[:base64.StdEncoding.EncodedLen(n)]
+				enc := (*bp)[p.raw(len(*bp)):]
+				b64Encode(enc, b)
+				b = enc[:base64.StdEncoding.EncodedLen(n)]
 			}
-			if werr := s.writeClient(ctx, typ, p, msg); werr != nil {
-				failed = true
+			if werr := s.writeClient(ctx, p.typ, b, p.msg); werr != nil {
+				p.failed = true
 				s.trigger(ending{code: websocket.StatusAbnormalClosure, by: "client"})
 			} else {
 				s.bytesOut.Add(int64(n))
 			}
 		}
-		reads.done(bp)
+		p.reads.done(bp)
 		if err == io.EOF {
 			return nil
 		}

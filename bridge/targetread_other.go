@@ -3,16 +3,24 @@
 package bridge
 
 import (
+	"errors"
 	"net"
 	"sync"
+	"time"
 )
 
 // rawReader is not used here: Windows's RawConn.Read does not wait for
 // readability, so sessions hold their read buffer.
-type rawReader struct{}
+type rawReader struct{ wake func() }
+
+var errParked = errors.New("parked")
 
 func newRawReader(net.Conn, func([]byte) []byte) *rawReader { return nil }
 
 func (*rawReader) read(*sync.Pool) (*[]byte, int, error) {
 	panic("bridge: no raw reads on this system")
 }
+
+func (*rawReader) stop(time.Time) {}
+
+func (*rawReader) park() bool { return false }

@@ -1,0 +1,143 @@
+package bridge_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/wsbridge/wsbridge/bridge"
+)
+
+// parkWait is well over the bridge's parkAfter (100 ms).
+const parkWait = 500 * time.Millisecond
+
+// parkedSessions opens n sessions to a target whose connections it hands
+// back, and waits until their target readers have parked. A session is
+// three goroutines here while its target reader runs (the target's
+// handler, the bridge's two pumps) and two once it has parked. Two more
+// do not depend on n: the parker's (once per process, started by the
+// first parked reader) and the bridge's accept loop, which Serve may not
+// have started when the count begins.
+func parkedSessions(t *testing.T, n int, opts *bridge.Options) (*testBridge, []*websocket.Conn, []net.Conn) {
+	t.Helper()
+	conns := make(chan net.Conn, n)
+	addr := target(t, func(c net.Conn) {
+		conns <- c
+		<-t.Context().Done()
+	})
+	b := startBridge(t, static(addr), nil, opts)
+	before := runtime.NumGoroutine()
+	var clients []*websocket.Conn
+	var targets []net.Conn
+	for range n {
+		clients = append(clients, dial(t, b.url))
+		targets = append(targets, <-conns)
+	}
+	time.Sleep(parkWait)
+	if after := runtime.NumGoroutine(); after-before > 2*n+2 {
+		t.Fatalf("goroutines %d -> %d with %d sessions idle for %v; want at most %d more", before, after, n, parkWait, 2*n+2)
+	}
+	return b, clients, targets
+}
+
+// TestParkedTargetReaders: sessions whose targets are silent give up their
+// target reader's goroutine, and work as before when woken: bytes from the
+// target arrive whole and in order, the client's bytes reach the target,
+// the reader parks again, and a FIN while parked closes with 1000.
+func TestParkedTargetReaders(t *testing.T) {
+	const n = 10
+	_, clients, targets := parkedSessions(t, n, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	big := bytes.Repeat([]byte("0123456789abcdef"), 40000) // 640,000 bytes: bulk reads too
+	for i, tc := range targets {
+		go tc.Write(big)
+		var got []byte
+		for len(got) < len(big) {
+			_, m, err := clients[i].Read(ctx)
+			if err != nil {
+				t.Fatalf("session %d after %d bytes: %v", i, len(got), err)
+			}
+			got = append(got, m...)
+		}
+		if !bytes.Equal(got, big) {
+			t.Fatalf("session %d: the target's bytes changed on the way", i)
+		}
+		if err := clients[i].Write(ctx, websocket.MessageBinary, []byte("up")); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 2)
+		tc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(tc, buf); err != nil || string(buf) != "up" {
+			t.Fatalf("session %d: target read %q, %v", i, buf, err)
+		}
+	}
+	// Parked again, a FIN wakes them.
+	time.Sleep(parkWait)
+	for i, tc := range targets {
+		tc.Close()
+		_, err := readUntilClose(clients[i])
+		wantClose(t, err, websocket.StatusNormalClosure, "Target closed")
+	}
+}
+
+// TestParkedSessionsEnd: a client's close, Shutdown and a pong timeout
+// end sessions whose target readers are parked, at once and in order:
+// the target gets its FIN.
+func TestParkedSessionsEnd(t *testing.T) {
+	t.Run("client close", func(t *testing.T) {
+		_, clients, targets := parkedSessions(t, 3, nil)
+		for i, c := range clients {
+			if err := c.Close(websocket.StatusNormalClosure, "bye"); err != nil {
+				t.Fatal(err)
+			}
+			targets[i].SetReadDeadline(time.Now().Add(2 * time.Second))
+			if n, err := targets[i].Read(make([]byte, 1)); err != io.EOF {
+				t.Fatalf("target read %d, %v; want its FIN", n, err)
+			}
+		}
+	})
+	t.Run("shutdown", func(t *testing.T) {
+		// The drain ends at once; the linger bounds the rest (the targets
+		// never close their side).
+		b, clients, targets := parkedSessions(t, 3, &bridge.Options{Linger: 500 * time.Millisecond})
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() { done <- b.srv.Shutdown(ctx) }()
+		for _, c := range clients {
+			_, err := readUntilClose(c)
+			wantClose(t, err, websocket.StatusGoingAway, "Server shutting down")
+		}
+		for _, tc := range targets {
+			tc.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if _, err := io.Copy(io.Discard, tc); err != nil {
+				t.Fatalf("target: %v; want its FIN", err)
+			}
+		}
+		if err := <-done; err != nil || time.Since(start) > 1500*time.Millisecond {
+			t.Fatalf("Shutdown: %v after %v; want it within the linger", err, time.Since(start))
+		}
+	})
+	t.Run("pong timeout", func(t *testing.T) {
+		// A client that does not read never answers pings.
+		_, clients, targets := parkedSessions(t, 2, &bridge.Options{PingInterval: 1200 * time.Millisecond, PongTimeout: 300 * time.Millisecond})
+		for _, tc := range targets {
+			tc.SetReadDeadline(time.Now().Add(3 * time.Second))
+			if _, err := io.Copy(io.Discard, tc); err != nil {
+				t.Fatalf("target: %v; want its FIN after the pong timeout", err)
+			}
+		}
+		for _, c := range clients {
+			_, err := readUntilClose(c)
+			wantClose(t, err, websocket.StatusGoingAway, "Pong timeout")
+		}
+	})
+}
