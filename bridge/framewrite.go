@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"encoding/binary"
 	"net"
 	"sync"
 	"time"
@@ -85,6 +86,10 @@ func (g *gathering) reset() {
 // on its own, a ping or the close, keep their place in line. All writes
 // come under the library's frame lock; mu orders them with start and
 // release.
+//
+// It also follows the frames it is given (their headers and lengths), so
+// that the session's own pings (ping) go out between frames, never inside
+// one, and never after a close frame.
 type frameWriter struct {
 	conn    net.Conn // the hijacked connection
 	vec     net.Conn // *net.TCPConn or *net.UnixConn under conn, or nil
@@ -92,7 +97,24 @@ type frameWriter struct {
 
 	mu sync.Mutex
 	g  *gathering // between start and release
+
+	left    int64    // payload bytes still to come in the current frame
+	hdr     [14]byte // the current frame's header bytes so far
+	hn      int
+	closed  bool // a close frame went out: nothing may follow it
+	pingDue bool // a ping waits for the current frame to end
 }
+
+// pingPayload is the payload of the session's pings, and pingFrame the
+// whole frame (final, opcode 9, unmasked, as a server sends). A ping is a
+// constant write: it allocates nothing, where the library's Ping costs a
+// context, a channel, a map entry and a waiting goroutine. The library
+// reports the pong (AcceptOptions.OnPongReceived).
+const pingPayload = "wsbridge"
+
+// pingFrame is never written to: a gathering copies it, a socket does not
+// keep it.
+var pingFrame = []byte("\x89\x08" + pingPayload)
 
 func newFrameWriter(conn net.Conn, timeout time.Duration) *frameWriter {
 	return &frameWriter{conn: conn, vec: vectorConn(conn), timeout: timeout}
@@ -109,17 +131,89 @@ func (w *frameWriter) bufferSize() int {
 func (w *frameWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.track(p)
+	if err := w.put(p); err != nil {
+		return 0, err
+	}
+	if w.pingDue && w.left == 0 && w.hn == 0 {
+		w.pingDue = false
+		if !w.closed {
+			w.put(pingFrame)
+		}
+	}
+	return len(p), nil
+}
+
+// put writes p, or gathers it; the caller holds mu.
+func (w *frameWriter) put(p []byte) error {
 	if g := w.g; g != nil {
 		if !g.fits(p) {
 			if err := w.flush(); err != nil {
-				return 0, err
+				return err
 			}
 		}
 		g.add(p)
-		return len(p), nil
+		return nil
 	}
 	w.deadline()
-	return w.conn.Write(p)
+	_, err := w.conn.Write(p)
+	return err
+}
+
+// track follows frame boundaries through p, the next bytes written.
+func (w *frameWriter) track(p []byte) {
+	for len(p) > 0 {
+		if w.left > 0 {
+			k := min(w.left, int64(len(p)))
+			w.left -= k
+			p = p[k:]
+			continue
+		}
+		w.hdr[w.hn] = p[0]
+		w.hn++
+		p = p[1:]
+		if w.hn < 2 {
+			continue
+		}
+		need, size := 2, int64(w.hdr[1]&0x7f)
+		switch size {
+		case 126:
+			need = 4
+		case 127:
+			need = 10
+		}
+		if w.hdr[1]&0x80 != 0 {
+			need += 4 // a masking key, which a server never sends
+		}
+		if w.hn < need {
+			continue
+		}
+		switch size {
+		case 126:
+			size = int64(binary.BigEndian.Uint16(w.hdr[2:4]))
+		case 127:
+			size = int64(binary.BigEndian.Uint64(w.hdr[2:10]) & (1<<63 - 1))
+		}
+		if w.hdr[0]&0x0f == 0x8 {
+			w.closed = true
+		}
+		w.left, w.hn = size, 0
+	}
+}
+
+// ping sends a ping now, or after the frame being written, unless a close
+// frame went out. A failed write is the pumps' to report.
+func (w *frameWriter) ping() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	if w.left > 0 || w.hn > 0 {
+		w.pingDue = true
+		return
+	}
+	w.put(pingFrame)
 }
 
 func (w *frameWriter) deadline() {

@@ -617,6 +617,7 @@ func (s *Server) open(c *config, w http.ResponseWriter, r *http.Request, cc *cli
 		// cannot be told to allow "null" or to compare schemes.
 		InsecureSkipVerify: true,
 		CompressionMode:    websocket.CompressionDisabled,
+		OnPongReceived:     sess.onPong,
 	})
 	if err != nil {
 		s.untrack(sess)

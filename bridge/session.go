@@ -100,9 +100,11 @@ type session struct {
 	up      chan error // the client reader's result, once the session is ending
 	down    chan error // the target reader's
 	pingT   *time.Timer
+	pongT   *time.Timer // the pong deadline of the ping out
 	idleT   *time.Timer
 	lifeT   *time.Timer
-	pings   sync.WaitGroup // pings in flight
+	pingOut bool  // a ping waits for its pong
+	waited  int64 // targetWait when it was sent
 
 	in, out   direction     // byte limits, client to target and back
 	outp      *outPump      // the target-to-client pump's state
@@ -194,6 +196,8 @@ func (s *session) begin(tk *ticket) {
 	}
 	if s.ping > 0 {
 		s.pingT = time.AfterFunc(s.ping, s.pingNow)
+		s.pongT = time.AfterFunc(time.Hour, s.pongLate)
+		s.pongT.Stop()
 	}
 	if opts.IdleTimeout > 0 {
 		s.idleT = time.AfterFunc(opts.IdleTimeout, s.idleCheck)
@@ -249,46 +253,69 @@ func (s *session) pumpDone(up bool, err error) {
 // conclude closes the session's sides after its ending e; upDone and
 // downDone say which pumps have returned already.
 func (s *session) conclude(e ending, upDone, downDone bool) {
-	for _, t := range []*time.Timer{s.pingT, s.idleT, s.lifeT} {
+	for _, t := range []*time.Timer{s.pingT, s.pongT, s.idleT, s.lifeT} {
 		if t != nil {
 			t.Stop()
 		}
 	}
 	s.finish(e, upDone, downDone, s.up, s.down)
-	s.pings.Wait()
 	s.srv.ended(s, e)
 }
 
-// pingNow runs on the ping timer: one ping, with the pong deadline. A pong
-// (or a connection that closed, which the pumps report) arms the next.
+// pingNow runs on the ping timer: a ping goes out (frameWriter.ping) and
+// the pong deadline starts. onPong arms the next ping; pongLate judges a
+// ping whose pong did not come in time.
 func (s *session) pingNow() {
 	s.mu.Lock()
 	if s.end != nil {
 		s.mu.Unlock()
 		return
 	}
-	s.pings.Add(1)
+	s.pingOut = true
+	s.waited = s.targetWait.Load()
+	s.pongT.Reset(s.cfg.opts.PongTimeout)
 	s.mu.Unlock()
-	defer s.pings.Done()
-	waited := s.targetWait.Load()
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.opts.PongTimeout)
-	err := s.ws.Ping(ctx)
-	cancel()
-	if errors.Is(err, context.DeadlineExceeded) {
-		// Pongs are only read between client messages: a client whose
-		// message was being written to the target meanwhile (or still is)
-		// was heard from anyway.
-		if s.waitStart.Load() == 0 && s.targetWait.Load() == waited {
-			s.trigger(ending{code: websocket.StatusGoingAway, reason: reasonPong, by: "client", send: true, unresponsive: true})
-			return
-		}
-		s.log.Debug("pong late while the target was slow; not held against the client")
+	s.fw.ping()
+}
+
+// onPong is the library's report of a pong, on the client reader's
+// goroutine. Only pongs to the session's own pings count.
+func (s *session) onPong(_ context.Context, payload []byte) {
+	if string(payload) != pingPayload {
+		return
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.pingOut {
+		return
+	}
+	s.pingOut = false
+	s.pongT.Stop()
 	if s.end == nil {
 		s.pingT.Reset(s.ping)
 	}
+}
+
+// pongLate runs on the pong deadline. Pongs are only read between client
+// messages: a client whose message was being written to the target
+// meanwhile (or still is) was heard from anyway, and is pinged again.
+func (s *session) pongLate() {
+	s.mu.Lock()
+	if !s.pingOut || s.end != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.pingOut = false
+	excused := s.waitStart.Load() != 0 || s.targetWait.Load() != s.waited
+	if excused {
+		s.pingT.Reset(s.ping)
+	}
 	s.mu.Unlock()
+	if excused {
+		s.log.Debug("pong late while the target was slow; not held against the client")
+		return
+	}
+	s.trigger(ending{code: websocket.StatusGoingAway, reason: reasonPong, by: "client", send: true, unresponsive: true})
 }
 
 // idleCheck runs on the idle timer: the session ends if nothing moved for
