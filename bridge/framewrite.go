@@ -270,6 +270,8 @@ func vectorConn(c net.Conn) net.Conn {
 			return x
 		case *clientConn:
 			c = x.Conn
+		case *clientReads:
+			c = x.Conn
 		case *peekedConn:
 			c = x.Conn
 		case *proxyConn:

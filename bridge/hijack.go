@@ -26,6 +26,7 @@ type hijacker struct {
 	http.ResponseWriter
 	timeout time.Duration
 	fw      *frameWriter
+	cr      *clientReads
 }
 
 func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -36,11 +37,18 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	// Bytes the client sent after its request head must stay first in
 	// line, and in the new reader's buffer: Accept re-seats the reader on
 	// the connection, keeping only what is buffered.
-	br := bufio.NewReaderSize(conn, frameReadBuffer)
+	// The library reads the connection through clientReads (h.cr), which
+	// follows the frames; the early bytes reach the library first.
+	var early []byte
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)
-		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(b)), conn), max(frameReadBuffer, n))
-		if _, err := br.Peek(n); err != nil {
+		early = bytes.Clone(b)
+	}
+	h.cr = newClientReads(conn, early)
+	br := bufio.NewReaderSize(h.cr, frameReadBuffer)
+	if len(early) > 0 {
+		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(early), h.cr), max(frameReadBuffer, len(early)))
+		if _, err := br.Peek(len(early)); err != nil {
 			conn.Close()
 			return nil, nil, err
 		}
@@ -49,5 +57,5 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	// net/http flushed its writer before handing it over.
 	h.fw = newFrameWriter(conn, h.timeout)
 	brw.Writer = bufio.NewWriterSize(h.fw, h.fw.bufferSize())
-	return conn, brw, nil
+	return h.cr, brw, nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,9 +19,9 @@ import (
 const parkWait = 500 * time.Millisecond
 
 // parkedSessions opens n sessions to a target whose connections it hands
-// back, and waits until their target readers have parked. A session is
-// three goroutines here while its target reader runs (the target's
-// handler, the bridge's two pumps) and two once it has parked. Two more
+// back, and waits until both of each session's readers have parked. A
+// session is three goroutines here while its readers run (the target's
+// handler, the bridge's two pumps) and one once both have parked. Two more
 // do not depend on n: the parker's (once per process, started by the
 // first parked reader) and the bridge's accept loop, which Serve may not
 // have started when the count begins.
@@ -40,16 +41,16 @@ func parkedSessions(t *testing.T, n int, opts *bridge.Options) (*testBridge, []*
 		targets = append(targets, <-conns)
 	}
 	time.Sleep(parkWait)
-	if after := runtime.NumGoroutine(); after-before > 2*n+2 {
-		t.Fatalf("goroutines %d -> %d with %d sessions idle for %v; want at most %d more", before, after, n, parkWait, 2*n+2)
+	if after := runtime.NumGoroutine(); after-before > n+2 {
+		t.Fatalf("goroutines %d -> %d with %d sessions idle for %v; want at most %d more", before, after, n, parkWait, n+2)
 	}
 	return b, clients, targets
 }
 
-// TestParkedTargetReaders: sessions whose targets are silent give up their
-// target reader's goroutine, and work as before when woken: bytes from the
-// target arrive whole and in order, the client's bytes reach the target,
-// the reader parks again, and a FIN while parked closes with 1000.
+// TestParkedTargetReaders: quiet sessions give up their goroutines, and
+// work as before when woken: bytes from the target arrive whole and in
+// order, the client's bytes reach the target, the readers park again, and
+// a FIN while parked closes with 1000.
 func TestParkedTargetReaders(t *testing.T) {
 	const n = 10
 	_, clients, targets := parkedSessions(t, n, nil)
@@ -140,4 +141,67 @@ func TestParkedSessionsEnd(t *testing.T) {
 			wantClose(t, err, websocket.StatusGoingAway, "Pong timeout")
 		}
 	})
+}
+
+// TestParkedClientReader: the client reader parks only between messages.
+// A client that sent a frame and a half with its request, then pauses (longer than
+// the bridge waits before parking) inside a frame's header, inside its
+// payload and between the fragments of a message, has every byte reach
+// the target in order, and its session keeps working.
+func TestParkedClientReader(t *testing.T) {
+	conns := make(chan net.Conn, 1)
+	addr := target(t, func(c net.Conn) {
+		conns <- c
+		<-t.Context().Done()
+	})
+	b := startBridge(t, static(addr), nil, nil)
+	// The request comes with a frame and a half.
+	more := frame(true, 0, opBinary, []byte("more "), true)
+	fc := rawWS(t, b.url, append(frame(true, 0, opBinary, []byte("early "), true), more[:4]...))
+	tc := <-conns
+	tc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	readTarget := func(want string) {
+		t.Helper()
+		got := make([]byte, len(want))
+		if _, err := io.ReadFull(tc, got); err != nil || string(got) != want {
+			t.Fatalf("target read %q, %v; want %q", got, err, want)
+		}
+	}
+	readTarget("early ")
+	time.Sleep(parkWait)
+	fc.send(t, more[4:])
+	readTarget("more ")
+	time.Sleep(parkWait)
+
+	pause := func(parts ...[]byte) {
+		for i, p := range parts {
+			if i > 0 {
+				time.Sleep(300 * time.Millisecond)
+			}
+			fc.send(t, p)
+		}
+	}
+	first := frame(false, 0, opBinary, []byte("one "), true)
+	middle := frame(false, 0, opCont, bytes.Repeat([]byte("two "), 100), true)
+	last := frame(true, 0, opCont, []byte("three"), true)
+	// A pause after the first header byte, one inside the payload, and
+	// one between fragments, with a ping from the client in between.
+	pause(first[:1], first[1:], middle[:200], middle[200:], frame(true, 0, opPing, []byte("p"), true), last)
+	if _, op, p := fc.readFrame(t); op != opPong || string(p) != "p" {
+		t.Fatalf("got opcode %#x %q; want the pong", op, p)
+	}
+	readTarget("one " + strings.Repeat("two ", 100) + "three")
+
+	// Parked again: the target's answer and another message go through.
+	time.Sleep(parkWait)
+	tc.Write([]byte("answer"))
+	if got := fc.readData(t); string(got) != "answer" {
+		t.Fatalf("client read %q", got)
+	}
+	fc.send(t, frame(true, 0, opBinary, []byte("again"), true))
+	readTarget("again")
+	fc.send(t, frame(true, 0, opClose, closePayload(1000, ""), true))
+	if code, _ := fc.readClose(t); code != 1000 {
+		t.Fatalf("close %d", code)
+	}
 }

@@ -633,7 +633,7 @@ func (s *Server) open(c *config, w http.ResponseWriter, r *http.Request, cc *cli
 	}
 	ws.SetReadLimit(limit)
 	sess.ws = ws
-	sess.fw = hj.fw
+	sess.fw, sess.cr = hj.fw, hj.cr
 	sess.cc, _ = r.Context().Value(connKey{}).(net.Conn)
 	s.total.Add(1)
 	if set.Record != "" && c.opts.Recorder != nil {

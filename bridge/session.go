@@ -76,6 +76,7 @@ type session struct {
 	ws     *websocket.Conn
 	cc     net.Conn     // the client's connection, to cut it, or nil
 	fw     *frameWriter // where the library's writer flushes: deadlines, writev
+	cr     *clientReads // what the library reads: frame boundaries, parking
 	tc     net.Conn
 	mode   Mode
 	log    *slog.Logger
@@ -208,7 +209,10 @@ func (s *session) begin(tk *ticket) {
 		})
 	}
 	s.mu.Unlock()
-	go func() { s.pumpDone(true, s.clientToTarget()) }()
+	if canPark && s.cr.rc != nil {
+		s.cr.wake = s.clientPump
+	}
+	go s.clientPump()
 	go s.targetPump()
 }
 
@@ -334,6 +338,9 @@ func (s *session) idleCheck() {
 
 // finish closes both sides in the order the session doc describes.
 func (s *session) finish(end ending, upDone, downDone bool, up, down <-chan error) {
+	// A parked client reader is woken: the close handshake and the last
+	// messages need it.
+	s.cr.stop()
 	linger := s.cfg.opts.Linger
 	if end.unresponsive {
 		// Time for the close frame to leave, not for an answer.
@@ -519,6 +526,23 @@ func (s *session) writeTarget(p []byte) error {
 		return &targetError{err}
 	}
 	return nil
+}
+
+// clientPump is the client reader's goroutine: clientToTarget until the
+// client's side ends, or until it parks (see clientReads), after which the
+// parker runs clientPump again once the client sends something.
+func (s *session) clientPump() {
+	for {
+		err := s.clientToTarget()
+		if errors.Is(err, errParked) {
+			if s.cr.park() {
+				return
+			}
+			continue // the session is ending: read on
+		}
+		s.pumpDone(true, err)
+		return
+	}
 }
 
 // targetPump is the target reader's goroutine: targetToClient until the

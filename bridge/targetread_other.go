@@ -3,7 +3,6 @@
 package bridge
 
 import (
-	"errors"
 	"net"
 	"sync"
 	"time"
@@ -12,8 +11,6 @@ import (
 // rawReader is not used here: Windows's RawConn.Read does not wait for
 // readability, so sessions hold their read buffer.
 type rawReader struct{ wake func() }
-
-var errParked = errors.New("parked")
 
 func newRawReader(net.Conn, func([]byte) []byte) *rawReader { return nil }
 

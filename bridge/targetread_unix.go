@@ -12,16 +12,6 @@ import (
 	"time"
 )
 
-// parkAfter is how long a target may be silent before its session's
-// reader gives up its goroutine and waits in the parker (Linux). An
-// interactive session pauses for less between bursts, and a wake-up
-// costs a goroutine's start, once per burst.
-const parkAfter = 100 * time.Millisecond
-
-// errParked ends a target reader's goroutine: the parker runs the reader
-// again once the target has something.
-var errParked = errors.New("parked")
-
 // rawReader reads a socket when it is readable, into a buffer taken from
 // the pool only then. Its fields carry one read's state in and out of
 // the function RawConn.Read calls, made once so that reads allocate
