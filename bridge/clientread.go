@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"encoding/binary"
 	"errors"
 	"net"
 	"os"
@@ -31,6 +32,7 @@ type clientReads struct {
 	net.Conn                 // the hijacked connection
 	rc       syscall.RawConn // its socket's, for the parker; nil: never park
 	wake     func()          // runs the client reader again; nil: never park
+	pong     func()          // takes a pong to the session's ping; nil: the library does
 
 	left  int64    // payload bytes still to come in the current frame
 	hdr   [14]byte // the current frame's header bytes so far
@@ -51,7 +53,7 @@ func newClientReads(conn net.Conn, early []byte) *clientReads {
 	if sc, ok := vectorConn(conn).(syscall.Conn); ok {
 		c.rc, _ = sc.SyscallConn()
 	}
-	c.track(early)
+	c.track(early) // the library reads these as they are: no pong taken out
 	return c
 }
 
@@ -62,7 +64,10 @@ func (c *clientReads) Read(p []byte) (int, error) {
 			c.armPark()
 		}
 		n, err := c.Conn.Read(p)
-		c.track(p[:n])
+		n = c.track(p[:n])
+		if n == 0 && err == nil {
+			continue // all of it was pongs to the session's pings
+		}
 		if n > 0 || err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return n, err
 		}
@@ -77,49 +82,81 @@ func (c *clientReads) Read(p []byte) (int, error) {
 	}
 }
 
-// track follows frame boundaries through p, the next bytes read.
-func (c *clientReads) track(p []byte) {
-	for len(p) > 0 {
+// pongFrame is the length of a client's pong to the session's ping:
+// header, masking key, payload.
+const pongFrame = 2 + 4 + len(pingPayload)
+
+// track follows frame boundaries through p, the next bytes read, and
+// returns how many of them are left for the library: a pong to the
+// session's ping that arrives whole in one read is taken out and reported
+// (pong) here, so that the library does not spend a context and a timer
+// on it. Anything else, a pong split across reads included, goes through.
+func (c *clientReads) track(p []byte) int {
+	n := len(p)
+	for i := 0; i < n; {
 		if c.left > 0 {
-			k := min(c.left, int64(len(p)))
-			c.left -= k
-			p = p[k:]
+			k := int(min(c.left, int64(n-i)))
+			c.left -= int64(k)
+			i += k
 			continue
 		}
-		c.hdr[c.hn] = p[0]
-		c.hn++
-		p = p[1:]
-		if c.hn < 2 {
+		if c.hn == 0 && c.pong != nil && n-i >= pongFrame && isPong(p[i:i+pongFrame]) {
+			copy(p[i:], p[i+pongFrame:n])
+			n -= pongFrame
+			c.pong()
 			continue
 		}
-		need, size := 2, int64(c.hdr[1]&0x7f)
-		switch size {
-		case 126:
-			need = 4
-		case 127:
-			need = 10
-		}
-		if c.hdr[1]&0x80 != 0 {
-			need += 4 // the masking key
-		}
-		if c.hn < need {
-			continue
-		}
-		switch size {
-		case 126:
-			size = int64(c.hdr[2])<<8 | int64(c.hdr[3])
-		case 127:
-			size = 0
-			for _, b := range c.hdr[2:10] {
-				size = size<<8 | int64(b)
-			}
-			size &= 1<<63 - 1
-		}
-		if op := c.hdr[0] & 0x0f; op < 0x8 { // data, not control
-			c.open = c.hdr[0]&0x80 == 0
-		}
-		c.left, c.hn = size, 0
+		c.step(p[i])
+		i++
 	}
+	return n
+}
+
+// isPong reports whether f is a client's final pong frame carrying
+// pingPayload.
+func isPong(f []byte) bool {
+	if f[0] != 0x80|0xA || f[1] != 0x80|byte(len(pingPayload)) {
+		return false
+	}
+	key := f[2:6]
+	for i := range len(pingPayload) {
+		if f[6+i]^key[i%4] != pingPayload[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// step takes one header byte.
+func (c *clientReads) step(b byte) {
+	c.hdr[c.hn] = b
+	c.hn++
+	if c.hn < 2 {
+		return
+	}
+	need, size := 2, int64(c.hdr[1]&0x7f)
+	switch size {
+	case 126:
+		need = 4
+	case 127:
+		need = 10
+	}
+	if c.hdr[1]&0x80 != 0 {
+		need += 4 // the masking key
+	}
+	if c.hn < need {
+		return
+	}
+	switch size {
+	case 126:
+		size = int64(c.hdr[2])<<8 | int64(c.hdr[3])
+	case 127:
+		size = int64(binary.BigEndian.Uint64(c.hdr[2:10]) & (1<<63 - 1))
+	}
+	if op := c.hdr[0] & 0x0f; op < 0x8 { // data, not control
+		c.open = c.hdr[0]&0x80 == 0
+	}
+	c.left, c.hn = size, 0
 }
 
 // armPark sets the deadline that parks the reader after parkAfter of

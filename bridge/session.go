@@ -199,6 +199,7 @@ func (s *session) begin(tk *ticket) {
 		s.pingT = time.AfterFunc(s.ping, s.pingNow)
 		s.pongT = time.AfterFunc(time.Hour, s.pongLate)
 		s.pongT.Stop()
+		s.cr.pong = s.ponged
 	}
 	if opts.IdleTimeout > 0 {
 		s.idleT = time.AfterFunc(opts.IdleTimeout, s.idleCheck)
@@ -285,9 +286,14 @@ func (s *session) pingNow() {
 // onPong is the library's report of a pong, on the client reader's
 // goroutine. Only pongs to the session's own pings count.
 func (s *session) onPong(_ context.Context, payload []byte) {
-	if string(payload) != pingPayload {
-		return
+	if string(payload) == pingPayload {
+		s.ponged()
 	}
+}
+
+// ponged takes a pong to the session's ping, from the library or from
+// clientReads, which takes most of them out before the library sees them.
+func (s *session) ponged() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.pingOut {
