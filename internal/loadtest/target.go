@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"time"
 )
 
 // What a session asks of the target, in the first byte the client sends
@@ -209,6 +210,15 @@ func sink(c net.Conn, n int64, p *pattern) error {
 		k, err := c.Read(buf[:min(int64(len(buf)), n-off)])
 		if bad := p.check(off, buf[:k]); bad >= 0 {
 			c.Write([]byte{statusBad})
+			// The client is still sending: closing now, with its bytes
+			// unread, would reset the connection, and a reset may overtake
+			// the status byte on its way through the bridge. Half-close
+			// and read on instead, until the client goes or a while passes.
+			if tc, ok := c.(*net.TCPConn); ok {
+				tc.CloseWrite()
+			}
+			c.SetReadDeadline(time.Now().Add(Stall))
+			io.Copy(io.Discard, c)
 			return fmt.Errorf("sink: wrong byte at offset %d", bad)
 		}
 		off += int64(k)
