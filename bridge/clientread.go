@@ -1,11 +1,9 @@
 package bridge
 
 import (
-	"encoding/binary"
 	"errors"
 	"net"
 	"os"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -29,27 +27,19 @@ var errParked = errors.New("parked")
 // read: the read is retried without one, as a client may take its time
 // over a message.
 type clientReads struct {
-	net.Conn                 // the hijacked connection
-	rc       syscall.RawConn // its socket's, for the parker; nil: never park
-	wake     func()          // runs the client reader again; nil: never park
-	pong     func()          // takes a pong to the session's ping; nil: the library does
+	net.Conn // the hijacked connection
+	parkState
+	pong func() // takes a pong to the session's ping; nil: the library does
 
-	left  int64    // payload bytes still to come in the current frame
-	hdr   [14]byte // the current frame's header bytes so far
-	hn    int
-	open  bool      // a data message has frames still to come
-	armed time.Time // the read deadline set for parking, or zero
-
-	mu       sync.Mutex // orders parking with stop
-	stopped  bool
-	parked   bool
-	parkedAs uint64
+	frames frameCursor // through what the library read
+	open   bool        // a data message has frames still to come
 }
 
 // newClientReads wraps the hijacked conn; early is what the client sent
 // after its request head, which the library reads before conn.
 func newClientReads(conn net.Conn, early []byte) *clientReads {
 	c := &clientReads{Conn: conn}
+	c.parkState.conn = conn
 	if sc, ok := vectorConn(conn).(syscall.Conn); ok {
 		c.rc, _ = sc.SyscallConn()
 	}
@@ -59,9 +49,9 @@ func newClientReads(conn net.Conn, early []byte) *clientReads {
 
 func (c *clientReads) Read(p []byte) (int, error) {
 	for {
-		atRest := c.left == 0 && c.hn == 0 && !c.open
+		atRest := c.frames.between() && !c.open
 		if atRest {
-			c.armPark()
+			c.arm()
 		}
 		n, err := c.Conn.Read(p)
 		n = c.track(p[:n])
@@ -71,7 +61,7 @@ func (c *clientReads) Read(p []byte) (int, error) {
 		if n > 0 || err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return n, err
 		}
-		if atRest && c.parking() {
+		if atRest && c.mayPark() {
 			return 0, errParked
 		}
 		// A deadline set at a message boundary, passed inside the next
@@ -94,19 +84,21 @@ const pongFrame = 2 + 4 + len(pingPayload)
 func (c *clientReads) track(p []byte) int {
 	n := len(p)
 	for i := 0; i < n; {
-		if c.left > 0 {
-			k := int(min(c.left, int64(n-i)))
-			c.left -= int64(k)
+		if k := c.frames.skip(n - i); k > 0 {
 			i += k
 			continue
 		}
-		if c.hn == 0 && c.pong != nil && n-i >= pongFrame && isPong(p[i:i+pongFrame]) {
+		if c.frames.hn == 0 && c.pong != nil && n-i >= pongFrame && isPong(p[i:i+pongFrame]) {
 			copy(p[i:], p[i+pongFrame:n])
 			n -= pongFrame
 			c.pong()
 			continue
 		}
-		c.step(p[i])
+		if c.frames.header(p[i]) {
+			if h := c.frames.hdr[0]; h&0x0f < 0x8 { // data, not control
+				c.open = h&0x80 == 0
+			}
+		}
 		i++
 	}
 	return n
@@ -125,117 +117,4 @@ func isPong(f []byte) bool {
 		}
 	}
 	return true
-}
-
-// step takes one header byte.
-func (c *clientReads) step(b byte) {
-	c.hdr[c.hn] = b
-	c.hn++
-	if c.hn < 2 {
-		return
-	}
-	need, size := 2, int64(c.hdr[1]&0x7f)
-	switch size {
-	case 126:
-		need = 4
-	case 127:
-		need = 10
-	}
-	if c.hdr[1]&0x80 != 0 {
-		need += 4 // the masking key
-	}
-	if c.hn < need {
-		return
-	}
-	switch size {
-	case 126:
-		size = int64(c.hdr[2])<<8 | int64(c.hdr[3])
-	case 127:
-		size = int64(binary.BigEndian.Uint64(c.hdr[2:10]) & (1<<63 - 1))
-	}
-	if op := c.hdr[0] & 0x0f; op < 0x8 { // data, not control
-		c.open = c.hdr[0]&0x80 == 0
-	}
-	c.left, c.hn = size, 0
-}
-
-// armPark sets the deadline that parks the reader after parkAfter of
-// silence, renewed only once half of it is gone.
-func (c *clientReads) armPark() {
-	if c.wake == nil {
-		return
-	}
-	now := time.Now()
-	if c.armed.Sub(now) >= parkAfter/2 {
-		return
-	}
-	c.mu.Lock()
-	if !c.stopped {
-		c.armed = now.Add(parkAfter)
-		c.Conn.SetReadDeadline(c.armed)
-	}
-	c.mu.Unlock()
-}
-
-// disarm clears the park deadline; false means the session ends.
-func (c *clientReads) disarm() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.stopped {
-		return false
-	}
-	c.armed = time.Time{}
-	c.Conn.SetReadDeadline(time.Time{})
-	return true
-}
-
-// parking reports whether a park deadline ended the read.
-func (c *clientReads) parking() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return !c.stopped && c.wake != nil
-}
-
-// park hands the socket to the parker, as rawReader.park does.
-func (c *clientReads) park() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.stopped {
-		return false
-	}
-	c.Conn.SetReadDeadline(time.Time{})
-	c.armed = time.Time{}
-	key, err := idle.park(c.rc, c.woken)
-	if err != nil {
-		c.wake = nil
-		return false
-	}
-	c.parked, c.parkedAs = true, key
-	return true
-}
-
-func (c *clientReads) woken() {
-	c.mu.Lock()
-	c.parked = false
-	c.mu.Unlock()
-	idle.unpark(c.rc)
-	c.wake()
-}
-
-// stop ends parking as the session ends; a parked reader is woken.
-func (c *clientReads) stop() {
-	c.mu.Lock()
-	if c.stopped {
-		c.mu.Unlock()
-		return
-	}
-	c.stopped = true
-	c.Conn.SetReadDeadline(time.Time{}) // a park deadline, if any
-	mine := c.parked && idle.cancel(c.parkedAs)
-	c.parked = false
-	c.mu.Unlock()
-	if mine {
-		idle.unpark(c.rc)
-		go c.wake()
-	}
 }

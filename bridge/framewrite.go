@@ -98,11 +98,9 @@ type frameWriter struct {
 	mu sync.Mutex
 	g  *gathering // between start and release
 
-	left    int64    // payload bytes still to come in the current frame
-	hdr     [14]byte // the current frame's header bytes so far
-	hn      int
-	closed  bool // a close frame went out: nothing may follow it
-	pingDue bool // a ping waits for the current frame to end
+	frames  frameCursor // through what the library wrote
+	closed  bool        // a close frame went out: nothing may follow it
+	pingDue bool        // a ping waits for the current frame to end
 }
 
 // pingPayload is the payload of the session's pings, and pingFrame the
@@ -135,7 +133,7 @@ func (w *frameWriter) Write(p []byte) (int, error) {
 	if err := w.put(p); err != nil {
 		return 0, err
 	}
-	if w.pingDue && w.left == 0 && w.hn == 0 {
+	if w.pingDue && w.frames.between() {
 		w.pingDue = false
 		if !w.closed {
 			w.put(pingFrame)
@@ -163,42 +161,65 @@ func (w *frameWriter) put(p []byte) error {
 // track follows frame boundaries through p, the next bytes written.
 func (w *frameWriter) track(p []byte) {
 	for len(p) > 0 {
-		if w.left > 0 {
-			k := min(w.left, int64(len(p)))
-			w.left -= k
+		if k := w.frames.skip(len(p)); k > 0 {
 			p = p[k:]
 			continue
 		}
-		w.hdr[w.hn] = p[0]
-		w.hn++
-		p = p[1:]
-		if w.hn < 2 {
-			continue
-		}
-		need, size := 2, int64(w.hdr[1]&0x7f)
-		switch size {
-		case 126:
-			need = 4
-		case 127:
-			need = 10
-		}
-		if w.hdr[1]&0x80 != 0 {
-			need += 4 // a masking key, which a server never sends
-		}
-		if w.hn < need {
-			continue
-		}
-		switch size {
-		case 126:
-			size = int64(binary.BigEndian.Uint16(w.hdr[2:4]))
-		case 127:
-			size = int64(binary.BigEndian.Uint64(w.hdr[2:10]) & (1<<63 - 1))
-		}
-		if w.hdr[0]&0x0f == 0x8 {
+		if w.frames.header(p[0]) && w.frames.hdr[0]&0x0f == 0x8 {
 			w.closed = true
 		}
-		w.left, w.hn = size, 0
+		p = p[1:]
 	}
+}
+
+// frameCursor follows WebSocket frame boundaries through a stream of
+// bytes, given one piece after another.
+type frameCursor struct {
+	left int64    // payload bytes still to come in the current frame
+	hdr  [14]byte // the current frame's header, as far as it came
+	hn   int
+}
+
+// between reports whether the stream is between two frames.
+func (f *frameCursor) between() bool { return f.left == 0 && f.hn == 0 }
+
+// skip takes up to n bytes of the current frame's payload and returns how
+// many it took: none when a header comes next.
+func (f *frameCursor) skip(n int) int {
+	k := int(min(f.left, int64(n)))
+	f.left -= int64(k)
+	return k
+}
+
+// header takes the next header byte; at the header's last it returns true,
+// with the header in hdr and its payload's length in left.
+func (f *frameCursor) header(b byte) bool {
+	f.hdr[f.hn] = b
+	f.hn++
+	if f.hn < 2 {
+		return false
+	}
+	need, size := 2, int64(f.hdr[1]&0x7f)
+	switch size {
+	case 126:
+		need = 4
+	case 127:
+		need = 10
+	}
+	if f.hdr[1]&0x80 != 0 {
+		need += 4 // the masking key, which only a client sends
+	}
+	if f.hn < need {
+		return false
+	}
+	switch size {
+	case 126:
+		size = int64(binary.BigEndian.Uint16(f.hdr[2:4]))
+	case 127:
+		size = int64(binary.BigEndian.Uint64(f.hdr[2:10]) & (1<<63 - 1))
+	}
+	f.left, f.hn = size, 0
+	return true
 }
 
 // ping sends a ping now, or after the frame being written, unless a close
@@ -209,7 +230,7 @@ func (w *frameWriter) ping() {
 	if w.closed {
 		return
 	}
-	if w.left > 0 || w.hn > 0 {
+	if !w.frames.between() {
 		w.pingDue = true
 		return
 	}

@@ -3,6 +3,7 @@ package bridge_test
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -212,5 +213,14 @@ func waitIdle(t testing.TB, b *testBridge) {
 			t.Fatalf("%d sessions still live", b.srv.Active())
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// readExactly fails unless c's next bytes are want.
+func readExactly(t testing.TB, c net.Conn, want string) {
+	t.Helper()
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != want {
+		t.Fatalf("target read %q, %v; want %q", got, err, want)
 	}
 }

@@ -160,13 +160,7 @@ func TestParkedClientReader(t *testing.T) {
 	fc := rawWS(t, b.url, append(frame(true, 0, opBinary, []byte("early "), true), more[:4]...))
 	tc := <-conns
 	tc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	readTarget := func(want string) {
-		t.Helper()
-		got := make([]byte, len(want))
-		if _, err := io.ReadFull(tc, got); err != nil || string(got) != want {
-			t.Fatalf("target read %q, %v; want %q", got, err, want)
-		}
-	}
+	readTarget := func(want string) { t.Helper(); readExactly(t, tc, want) }
 	readTarget("early ")
 	time.Sleep(parkWait)
 	fc.send(t, more[4:])

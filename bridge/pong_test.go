@@ -1,7 +1,6 @@
 package bridge_test
 
 import (
-	"io"
 	"net"
 	"testing"
 	"time"
@@ -25,13 +24,7 @@ func TestPongsTakenOut(t *testing.T) {
 	fc := rawWS(t, b.url, nil)
 	tc := <-conns
 	tc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	readTarget := func(want string) {
-		t.Helper()
-		got := make([]byte, len(want))
-		if _, err := io.ReadFull(tc, got); err != nil || string(got) != want {
-			t.Fatalf("target read %q, %v; want %q", got, err, want)
-		}
-	}
+	readTarget := func(want string) { t.Helper(); readExactly(t, tc, want) }
 	ping := func() []byte {
 		t.Helper()
 		_, op, p := fc.readFrame(t)

@@ -346,7 +346,7 @@ func (s *session) idleCheck() {
 func (s *session) finish(end ending, upDone, downDone bool, up, down <-chan error) {
 	// A parked client reader is woken: the close handshake and the last
 	// messages need it.
-	s.cr.stop()
+	s.cr.stop(time.Time{})
 	linger := s.cfg.opts.Linger
 	if end.unresponsive {
 		// Time for the close frame to leave, not for an answer.

@@ -9,7 +9,6 @@ import (
 	"os"
 	"sync"
 	"syscall"
-	"time"
 )
 
 // rawReader reads a socket when it is readable, into a buffer taken from
@@ -17,12 +16,9 @@ import (
 // the function RawConn.Read calls, made once so that reads allocate
 // nothing.
 //
-// After parkAfter without bytes, read parks: the socket goes to the
-// parker and read returns errParked; wake is run (on a new goroutine) when
-// the socket is readable, or when the session ends (stop).
+// After parkAfter without bytes, read returns errParked (see parkState).
 type rawReader struct {
-	conn   net.Conn
-	rc     syscall.RawConn
+	parkState
 	pool   *sync.Pool // the current read's
 	window func([]byte) []byte
 	fn     func(fd uintptr) bool
@@ -30,14 +26,6 @@ type rawReader struct {
 	bp   *[]byte
 	n    int
 	rerr error
-
-	wake  func()    // nil: never park
-	armed time.Time // the read deadline set for parking, or zero
-
-	mu       sync.Mutex // orders parking with stop
-	stopped  bool       // the session ends: no more parking or park deadlines
-	parked   bool
-	parkedAs uint64 // the parker's key while parked
 }
 
 func newRawReader(conn net.Conn, window func([]byte) []byte) *rawReader {
@@ -54,7 +42,7 @@ func newRawReader(conn net.Conn, window func([]byte) []byte) *rawReader {
 	if err != nil {
 		return nil
 	}
-	r := &rawReader{conn: conn, rc: rc, window: window}
+	r := &rawReader{parkState: parkState{conn: conn, rc: rc}, window: window}
 	r.fn = r.readable
 	return r
 }
@@ -73,29 +61,10 @@ func (r *rawReader) readable(fd uintptr) bool {
 	if r.rerr == syscall.EAGAIN {
 		r.pool.Put(r.bp)
 		r.bp = nil
-		r.armPark()
+		r.arm()
 		return false
 	}
 	return true
-}
-
-// armPark sets the read deadline that parks the reader after parkAfter
-// of silence. It is renewed only once half of it is gone, so a busy
-// reader does not pay for a deadline on every read.
-func (r *rawReader) armPark() {
-	if r.wake == nil {
-		return
-	}
-	now := time.Now()
-	if r.armed.Sub(now) >= parkAfter/2 {
-		return
-	}
-	r.mu.Lock()
-	if !r.stopped {
-		r.armed = now.Add(parkAfter)
-		r.conn.SetReadDeadline(r.armed)
-	}
-	r.mu.Unlock()
 }
 
 // read reads into a buffer from pool.
@@ -109,7 +78,7 @@ func (r *rawReader) read(pool *sync.Pool) (*[]byte, int, error) {
 		if bp != nil {
 			r.pool.Put(bp)
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) && r.parking() {
+		if errors.Is(err, os.ErrDeadlineExceeded) && r.mayPark() {
 			return nil, 0, errParked
 		}
 		return nil, 0, err
@@ -121,58 +90,4 @@ func (r *rawReader) read(pool *sync.Pool) (*[]byte, int, error) {
 		return nil, 0, io.EOF
 	}
 	return bp, n, nil
-}
-
-// parking reports whether a park deadline (not stop's) ended the read.
-func (r *rawReader) parking() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return !r.stopped && r.wake != nil
-}
-
-// park hands the socket to the parker. The reader's goroutine calls it
-// last, after read returned errParked and its caller unwound, so that the
-// goroutine wake starts never overlaps it. false means stop came first,
-// or parking failed: the caller reads on.
-func (r *rawReader) park() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.stopped {
-		return false // and stop's deadline stays
-	}
-	r.conn.SetReadDeadline(time.Time{})
-	r.armed = time.Time{}
-	key, err := idle.park(r.rc, r.woken)
-	if err != nil {
-		r.wake = nil // read on the goroutine from now on
-		return false
-	}
-	r.parked, r.parkedAs = true, key
-	return true
-}
-
-// woken runs on the parker's goroutine for this reader.
-func (r *rawReader) woken() {
-	r.mu.Lock()
-	r.parked = false
-	r.mu.Unlock()
-	idle.unpark(r.rc)
-	r.wake()
-}
-
-// stop ends parking, with deadline for the reads still to come; a parked
-// reader is woken to read until then.
-func (r *rawReader) stop(deadline time.Time) {
-	r.mu.Lock()
-	r.stopped = true
-	r.conn.SetReadDeadline(deadline)
-	mine := r.parked && idle.cancel(r.parkedAs)
-	if mine {
-		r.parked = false
-	}
-	r.mu.Unlock()
-	if mine {
-		idle.unpark(r.rc)
-		go r.wake()
-	}
 }

@@ -153,24 +153,8 @@ func (c *wsConn) Send(p []byte) error {
 	if cap(c.frame) < need {
 		c.frame = make([]byte, need)
 	}
-	f := c.frame[:0]
-	f = append(f, 0x80|op)
-	switch n := len(msg); {
-	case n < 126:
-		f = append(f, 0x80|byte(n))
-	case n <= 0xffff:
-		f = append(f, 0x80|126)
-		f = binary.BigEndian.AppendUint16(f, uint16(n))
-	default:
-		f = append(f, 0x80|127)
-		f = binary.BigEndian.AppendUint64(f, uint64(n))
-	}
 	c.key = c.key*6364136223846793005 + 1442695040888963407
-	key := uint32(c.key >> 32)
-	f = binary.LittleEndian.AppendUint32(f, key)
-	start := len(f)
-	f = append(f, msg...)
-	mask(f[start:], key)
+	f := appendFrame(c.frame[:0], op, msg, uint32(c.key>>32))
 	_, err := c.raw.Write(f)
 	if err != nil {
 		c.broken.Store(true)

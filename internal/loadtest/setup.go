@@ -148,7 +148,13 @@ func readUpgrade(br *bufio.Reader, key string) error {
 
 // writeFrame writes one final, masked frame in one write.
 func writeFrame(w io.Writer, op byte, p []byte) error {
-	f := make([]byte, 0, 14+len(p))
+	_, err := w.Write(appendFrame(make([]byte, 0, 14+len(p)), op, p, rand.Uint32()))
+	return err
+}
+
+// appendFrame appends a final frame of p, masked with key, as a client
+// sends it.
+func appendFrame(f []byte, op byte, p []byte, key uint32) []byte {
 	f = append(f, 0x80|op)
 	switch n := len(p); {
 	case n < 126:
@@ -160,13 +166,11 @@ func writeFrame(w io.Writer, op byte, p []byte) error {
 		f = append(f, 0x80|127)
 		f = binary.BigEndian.AppendUint64(f, uint64(n))
 	}
-	key := rand.Uint32()
 	f = binary.LittleEndian.AppendUint32(f, key)
 	start := len(f)
 	f = append(f, p...)
 	mask(f[start:], key)
-	_, err := w.Write(f)
-	return err
+	return f
 }
 
 // errFrame is a frame a server may not send: masked, or over 1 MiB here.
