@@ -18,10 +18,11 @@ import (
 // instead cost 1 KiB of PSS per session.
 const frameReadBuffer = 512
 
-// hijacker hands websocket.Accept the hijacked connection with a
-// frameReadBuffer reader instead of net/http's 4 KiB one, and a writer
-// over a frameWriter (left in fw), which bounds every write to the client
-// by timeout.
+// hijacker hands websocket.Accept the hijacked connection as clientReads
+// (left in cr), which follows the client's frames and parks the reader,
+// with a frameReadBuffer reader over it instead of net/http's 4 KiB one,
+// and a writer over a frameWriter (left in fw), which bounds every write
+// to the client by timeout.
 type hijacker struct {
 	http.ResponseWriter
 	timeout time.Duration
@@ -36,9 +37,8 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	// Bytes the client sent after its request head must stay first in
 	// line, and in the new reader's buffer: Accept re-seats the reader on
-	// the connection, keeping only what is buffered.
-	// The library reads the connection through clientReads (h.cr), which
-	// follows the frames; the early bytes reach the library first.
+	// the connection it is given (clientReads), keeping only what is
+	// buffered. clientReads counts those early bytes into its frames.
 	var early []byte
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)
