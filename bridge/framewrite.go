@@ -36,7 +36,6 @@ const maxGather = 8
 type gathering struct {
 	arena [2 * maxGather * frameWriteBuffer]byte
 	used  int
-	from  int  // where the last entry starts in arena, when tail
 	tail  bool // the last entry is in arena and ends at used
 	iov   [4*maxGather + 1][]byte
 	n     int
@@ -56,12 +55,12 @@ func (g *gathering) add(p []byte) {
 	start := g.used
 	g.used += copy(g.arena[start:], p)
 	if g.tail { // the last entry ends where p was copied: extend it
-		g.iov[g.n-1] = g.arena[g.from:g.used]
+		g.iov[g.n-1] = g.arena[start-len(g.iov[g.n-1]) : g.used]
 		return
 	}
 	g.iov[g.n] = g.arena[start:g.used]
 	g.n++
-	g.from, g.tail = start, true
+	g.tail = true
 }
 
 // fits reports whether add(p) has room.
@@ -71,7 +70,7 @@ func (g *gathering) fits(p []byte) bool {
 
 func (g *gathering) reset() {
 	clear(g.iov[:g.n])
-	g.n, g.used, g.from, g.tail = 0, 0, 0, false
+	g.n, g.used, g.tail = 0, 0, false
 	g.bufs = nil
 }
 
@@ -133,12 +132,7 @@ func (w *frameWriter) Write(p []byte) (int, error) {
 	if err := w.put(p); err != nil {
 		return 0, err
 	}
-	if w.pingDue && w.frames.between() {
-		w.pingDue = false
-		if !w.closed {
-			w.put(pingFrame)
-		}
-	}
+	w.pingIfDue()
 	return len(p), nil
 }
 
@@ -227,14 +221,20 @@ func (f *frameCursor) header(b byte) bool {
 func (w *frameWriter) ping() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.closed {
+	w.pingDue = true
+	w.pingIfDue()
+}
+
+// pingIfDue writes the ping asked for once the stream is between frames;
+// after a close frame it drops it. The caller holds mu.
+func (w *frameWriter) pingIfDue() {
+	if !w.pingDue || !w.frames.between() {
 		return
 	}
-	if !w.frames.between() {
-		w.pingDue = true
-		return
+	w.pingDue = false
+	if !w.closed {
+		w.put(pingFrame)
 	}
-	w.put(pingFrame)
 }
 
 func (w *frameWriter) deadline() {

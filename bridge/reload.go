@@ -92,7 +92,7 @@ func (s *Server) Retire(removed func(targets.Target) bool, grace time.Duration) 
 	end := &ending{code: websocket.StatusServiceRestart, reason: reasonRetired, by: "server", send: true}
 	time.AfterFunc(grace, func() {
 		for _, sess := range doomed {
-			sess.stopWith(end)
+			sess.trigger(*end)
 		}
 	})
 	return len(doomed)

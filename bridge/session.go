@@ -156,12 +156,8 @@ func (s *session) throttle(d *direction, n int, now time.Time, t **time.Timer, s
 }
 
 func (s *session) shutdown() {
-	s.stopWith(&ending{code: websocket.StatusGoingAway, reason: reasonShutdown, by: "server", send: true})
+	s.trigger(ending{code: websocket.StatusGoingAway, reason: reasonShutdown, by: "server", send: true})
 }
-
-// stopWith ends the session from outside with end, unless something else
-// ended or stopped it first.
-func (s *session) stopWith(end *ending) { s.trigger(*end) }
 
 // kill cuts both connections at once. It is the last resort of Shutdown for
 // a session that did not end within its Linger.
@@ -263,7 +259,8 @@ func (s *session) conclude(e ending, upDone, downDone bool) {
 			t.Stop()
 		}
 	}
-	s.finish(e, upDone, downDone, s.up, s.down)
+	s.finish(e, upDone, downDone)
+	s.outp.reads.close()
 	s.srv.ended(s, e)
 }
 
@@ -343,7 +340,7 @@ func (s *session) idleCheck() {
 }
 
 // finish closes both sides in the order the session doc describes.
-func (s *session) finish(end ending, upDone, downDone bool, up, down <-chan error) {
+func (s *session) finish(end ending, upDone, downDone bool) {
 	// A parked client reader is woken: the close handshake and the last
 	// messages need it.
 	s.cr.stop(time.Time{})
@@ -376,14 +373,14 @@ func (s *session) finish(end ending, upDone, downDone bool, up, down <-chan erro
 		}
 		t := time.NewTimer(time.Until(deadline))
 		select {
-		case <-up:
+		case <-s.up:
 		case <-t.C:
 			// Also free a wait for bandwidth, or a write stuck on a target
 			// that stopped reading, so the linger bounds the end.
 			s.endWaits()
 			s.cutClient()
 			s.tc.SetWriteDeadline(time.Now())
-			<-up
+			<-s.up
 		}
 		t.Stop()
 	}
@@ -392,13 +389,8 @@ func (s *session) finish(end ending, upDone, downDone bool, up, down <-chan erro
 		cw.CloseWrite()
 	}
 	if !downDone {
-		// A parked target reader is woken to read until then.
-		if r := s.outp.reads.raw; r != nil {
-			r.stop(deadline)
-		} else {
-			s.tc.SetReadDeadline(deadline)
-		}
-		<-down
+		s.outp.reads.stop(deadline)
+		<-s.down
 	}
 	s.tc.Close()
 	// The library's close handshake waits up to 5 s for the client's
@@ -534,38 +526,28 @@ func (s *session) writeTarget(p []byte) error {
 	return nil
 }
 
-// clientPump is the client reader's goroutine: clientToTarget until the
-// client's side ends, or until it parks (see clientReads), after which the
-// parker runs clientPump again once the client sends something.
-func (s *session) clientPump() {
-	for {
-		err := s.clientToTarget()
-		if errors.Is(err, errParked) {
-			if s.cr.park() {
-				return
-			}
-			continue // the session is ending: read on
-		}
-		s.pumpDone(true, err)
-		return
-	}
+// clientPump and targetPump are the readers' goroutines (see pump); each
+// is also its reader's wake, which the parker runs.
+func (s *session) clientPump() { s.pump(true, s.clientToTarget, s.cr.park) }
+
+func (s *session) targetPump() {
+	s.pump(false, s.targetToClient, func() bool { return s.outp.reads.raw.park() })
 }
 
-// targetPump is the target reader's goroutine: targetToClient until the
-// target's side ends, or until it parks (see rawReader), after which the
-// parker runs targetPump again once the target has something.
-func (s *session) targetPump() {
+// pump runs one side's loop until that side ends, or until its reader
+// parks (run returns errParked; see parkState), which ends the goroutine:
+// the parker runs it again once the socket has something. A reader that
+// may not park any more (the session ends) reads on.
+func (s *session) pump(up bool, run func() error, park func() bool) {
 	for {
-		err := s.outp.run(s)
-		if err == errParked {
-			if s.outp.reads.raw.park() {
-				return
-			}
-			continue // the session is ending: read on
+		err := run()
+		if !errors.Is(err, errParked) {
+			s.pumpDone(up, err)
+			return
 		}
-		s.outp.reads.close()
-		s.pumpDone(false, err)
-		return
+		if park() {
+			return
+		}
 	}
 }
 
@@ -605,13 +587,14 @@ func (s *session) newOutPump() *outPump {
 	return p
 }
 
-// run relays target reads to the client until the target's side ends.
-// Once a write to the client fails it keeps reading and discards, so the
-// target socket can close cleanly; finish bounds that with a deadline. It
-// returns nil when the target sent its FIN, and errParked when the target
-// has been silent for parkAfter.
-func (p *outPump) run(s *session) error {
+// targetToClient relays target reads to the client until the target's
+// side ends. Once a write to the client fails it keeps reading and
+// discards, so the target socket can close cleanly; finish bounds that
+// with a deadline. It returns nil when the target sent its FIN, and
+// errParked when the target has been silent for parkAfter.
+func (s *session) targetToClient() error {
 	ctx := context.Background()
+	p := s.outp
 	for {
 		bp, n, err := p.reads.read()
 		if n > 0 && !p.failed {

@@ -3,6 +3,7 @@ package bridge
 import (
 	"net"
 	"sync"
+	"time"
 )
 
 // targetReads reads the target into the server's pooled buffers. Where the
@@ -54,6 +55,16 @@ func (r *targetReads) done(bp *[]byte) {
 	if bp != nil && bp != r.held {
 		r.from.Put(bp)
 	}
+}
+
+// stop bounds the reads still to come by deadline, as the session ends;
+// a parked reader is woken to make them.
+func (r *targetReads) stop(deadline time.Time) {
+	if r.raw != nil {
+		r.raw.stop(deadline)
+		return
+	}
+	r.conn.SetReadDeadline(deadline)
 }
 
 // close gives back the held buffer.
