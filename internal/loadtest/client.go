@@ -54,6 +54,15 @@ func (e *Endpoint) Dial(ctx context.Context) (Conn, error) {
 	return dialWS(ctx, e.URL, e.Base64)
 }
 
+// open is Dial with its failure marked as a dropped session.
+func (e *Endpoint) open(ctx context.Context) (Conn, error) {
+	c, err := e.Dial(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: dial: %v", ErrDropped, err)
+	}
+	return c, nil
+}
+
 type tcpConn struct{ *net.TCPConn }
 
 func (c tcpConn) Send(p []byte) error {

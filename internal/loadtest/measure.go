@@ -71,9 +71,9 @@ func (t Throughput) CPUPerGB() float64 { return t.CPU.Seconds() / (float64(t.Byt
 // first byte to the last one's arrival. proc, if not nil, is the bridge
 // whose CPU time to count.
 func MeasureThroughput(ctx context.Context, e *Endpoint, dir Direction, n int64, proc *Process) (Throughput, error) {
-	c, err := e.Dial(ctx)
+	c, err := e.open(ctx)
 	if err != nil {
-		return Throughput{}, fmt.Errorf("%w: dial: %v", ErrDropped, err)
+		return Throughput{}, err
 	}
 	defer c.Close()
 	seed := uint64(time.Now().UnixNano())
@@ -162,9 +162,9 @@ type Latency struct {
 // MeasureLatency times count round trips of size-byte echoes through one
 // session, after a warm-up.
 func MeasureLatency(ctx context.Context, e *Endpoint, count, size int) (Latency, error) {
-	c, err := e.Dial(ctx)
+	c, err := e.open(ctx)
 	if err != nil {
-		return Latency{}, fmt.Errorf("%w: dial: %v", ErrDropped, err)
+		return Latency{}, err
 	}
 	defer c.Close()
 	seed := uint64(time.Now().UnixNano())
@@ -349,9 +349,9 @@ func MeasureSetup(ctx context.Context, e *Endpoint, clients int, d time.Duration
 		if u != nil {
 			return setupWS(ctx, u, e.Base64)
 		}
-		c, err := e.Dial(ctx)
+		c, err := e.open(ctx)
 		if err != nil {
-			return fmt.Errorf("%w: dial: %v", ErrDropped, err)
+			return err
 		}
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(Stall))
