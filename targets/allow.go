@@ -217,13 +217,10 @@ func (t Target) dial(ctx context.Context, timeout time.Duration) (net.Conn, erro
 			}
 		}
 	}
-	c, err := d.DialContext(ctx, t.Network, t.Address)
-	if tc, ok := c.(*net.TCPConn); ok {
-		// Go sets it already; a relay of small interactive writes (key
-		// presses, VNC updates) depends on it, so say so.
-		tc.SetNoDelay(true)
-	}
-	return c, err
+	// TCP_NODELAY, which a relay of small interactive writes (key presses,
+	// VNC updates) depends on, is Go's default for every TCP connection;
+	// TestTargetSocketOptions checks that it holds.
+	return d.DialContext(ctx, t.Network, t.Address)
 }
 
 // targetKeepAlive finds a target that vanished without a FIN or RST (a
