@@ -110,11 +110,13 @@ func (p *plan) flags(fs *flag.FlagSet) {
 	fs.IntVar(&p.clients, "clients", 16, "concurrent clients in the setup-rate run")
 	fs.DurationVar(&p.setupFor, "setup-for", 5*time.Second, "length of the setup-rate run")
 	fs.IntVar(&p.parallel, "parallel", 64, "sessions opened at once in the memory run")
-	fs.Func("tests", "comma-separated: throughput, latency, memory, setup (default all)", func(s string) error {
+	fs.Func("tests", "comma-separated: throughput, latency, memory, setup (default all);\nc2t or t2c is throughput one way only", func(s string) error {
 		p.tests = map[string]bool{}
 		for _, t := range strings.Split(s, ",") {
 			switch t = strings.TrimSpace(t); t {
-			case "throughput", "latency", "memory", "setup":
+			case "throughput":
+				p.tests["c2t"], p.tests["t2c"] = true, true
+			case "c2t", "t2c", "latency", "memory", "setup":
 				p.tests[t] = true
 			default:
 				return fmt.Errorf("unknown test %q", t)
@@ -129,7 +131,7 @@ func (p *plan) defaults() {
 		p.bytes = 1 << 30
 	}
 	if p.tests == nil {
-		p.tests = map[string]bool{"throughput": true, "latency": true, "memory": true, "setup": true}
+		p.tests = map[string]bool{"c2t": true, "t2c": true, "latency": true, "memory": true, "setup": true}
 	}
 }
 
@@ -167,7 +169,14 @@ type result struct {
 // measure runs the plan against e. proc may be nil (direct TCP).
 func measure(ctx context.Context, e *loadtest.Endpoint, proc *loadtest.Process, p *plan, log io.Writer) (*result, error) {
 	r := &result{name: e.Name, throughput: map[string]loadtest.Throughput{}}
-	if p.tests["throughput"] {
+	var dirs []loadtest.Direction
+	if p.tests["c2t"] {
+		dirs = append(dirs, loadtest.ClientToTarget)
+	}
+	if p.tests["t2c"] {
+		dirs = append(dirs, loadtest.TargetToClient)
+	}
+	if len(dirs) > 0 {
 		modes := []bool{false}
 		if p.base64 {
 			modes = append(modes, true)
@@ -175,7 +184,7 @@ func measure(ctx context.Context, e *loadtest.Endpoint, proc *loadtest.Process, 
 		for _, b64 := range modes {
 			ep := *e
 			ep.Base64 = b64
-			for _, dir := range []loadtest.Direction{loadtest.ClientToTarget, loadtest.TargetToClient} {
+			for _, dir := range dirs {
 				t, err := loadtest.MeasureThroughput(ctx, &ep, dir, p.bytes, proc)
 				if err != nil {
 					return r, fmt.Errorf("%s %v throughput: %w", e.Name, dir, err)
