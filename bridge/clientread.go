@@ -1,9 +1,12 @@
 package bridge
 
 import (
+	"encoding/binary"
 	"errors"
+	"math/bits"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -18,6 +21,21 @@ const parkAfter = 100 * time.Millisecond
 // again once the target has something.
 var errParked = errors.New("parked")
 
+// Errors of binary messages taken out (see clientReads), which the library
+// would have answered itself.
+var (
+	errTooBig   = errors.New("message over the limit")
+	errFragment = errors.New("new data message inside a fragmented one")
+)
+
+// maxSegs is the most payloads of frames taken out that go to the target
+// in one write.
+const maxSegs = 8
+
+// streamRead is a read from the client that makes the next one go to a
+// held buffer too: the client is sending in bulk.
+const streamRead = 64 << 10
+
 // clientReads is the hijacked connection as the library reads it. It
 // follows the client's frames (headers and lengths) through the bytes it
 // reads, so it knows when the library waits for a new message. While it
@@ -26,13 +44,47 @@ var errParked = errors.New("parked")
 // while both sides are quiet. Inside a message a deadline never ends a
 // read: the read is retried without one, as a client may take its time
 // over a message.
+//
+// In a binary session it also takes the binary messages out of the stream
+// (take): their frames are read into a buffer of the bulk pool, up to
+// 512 KiB a read, unmasked where they lie and written to the target from
+// there, the payloads of one read in one write (writev) as far as they
+// go, and the library sees only the other frames (control frames, text
+// messages). The library reads a frame's header and its payload in two
+// reads, and its payload is one write: this costs one read and one write
+// for as many frames as the socket holds. It is sequential: a frame the
+// library reads goes to it before anything after it goes to the target.
+// The limit, masking, reserved bits and fragmentation of the messages
+// taken out are checked here as the library would; a frame whose header
+// the library would refuse is handed to it, to refuse.
 type clientReads struct {
 	net.Conn // the hijacked connection
 	parkState
 	pong func() // takes a pong to the session's ping; nil: the library does
 
-	frames frameCursor // through what the library read
-	open   bool        // a data message has frames still to come
+	frames frameCursor // through every byte read
+	open   bool        // a data message the library reads has frames still to come
+
+	// The take-out; data nil: the library reads every frame.
+	data  func(v *net.Buffers) error // writes payloads to the target; may consume v
+	limit int64                      // the most bytes in one message
+	chunk int                        // the least of a frame worth a write
+	pool  *sync.Pool                 // of the held buffers
+	most  int                        // their size: the most a read may hold
+	mine  bool                       // the current frame is taken out
+	ours  bool                       // a message taken out has frames still to come
+	size  int64                      // the bytes of that message so far
+	key   uint32                     // the current frame's masking key, turned to its next byte
+	segs  [maxSegs][]byte            // unmasked payloads not yet written
+	ns    int
+	vec   net.Buffers // segs[:ns], as data gets them
+
+	bp     *[]byte // the held buffer, or nil
+	r, w   int     // (*bp)[r:w] is read but not yet sifted
+	give   []byte  // header bytes handed back to the library, in hdr
+	hdr    [14]byte
+	err    error // a read's error, for once the bytes before it are sifted
+	stream bool  // the last read was bulk: read the next into the held buffer
 }
 
 // newClientReads wraps the hijacked conn; early is what the client sent
@@ -43,33 +95,306 @@ func newClientReads(conn net.Conn, early []byte) *clientReads {
 	if sc, ok := vectorConn(conn).(syscall.Conn); ok {
 		c.rc, _ = sc.SyscallConn()
 	}
-	c.track(early) // the library reads these as they are: no pong taken out
+	c.track(early) // the library reads these as they are: nothing taken out
 	return c
+}
+
+// take starts the take-out of binary messages (see clientReads), before
+// the first read: data gets their bytes, limit bounds a message, a frame
+// is written once chunk bytes of it (or all) are in, and pool lends the
+// buffers.
+func (c *clientReads) take(data func(v *net.Buffers) error, limit int64, chunk int, pool *sync.Pool) {
+	c.data, c.limit, c.chunk, c.pool = data, limit, chunk, pool
+	bp := pool.Get().(*[]byte)
+	c.most = len(*bp)
+	pool.Put(bp)
 }
 
 func (c *clientReads) Read(p []byte) (int, error) {
 	for {
-		atRest := c.frames.between() && !c.open
+		if len(c.give) > 0 {
+			n := copy(p, c.give)
+			c.give = c.give[n:]
+			return n, nil
+		}
+		if c.r < c.w {
+			n, err := c.sift(p)
+			if err != nil {
+				c.release()
+				c.err = err
+			}
+			if n > 0 || err != nil {
+				return n, err
+			}
+			if len(c.give) > 0 {
+				continue
+			}
+		}
+		// Everything held is sifted, or the frame taken out needs more.
+		if c.err != nil {
+			c.release()
+			return 0, c.err
+		}
+		atRest := c.frames.between() && !c.open && !c.ours
+		if c.r < c.w || c.mine && !c.frames.between() || atRest && c.stream {
+			if err := c.readHeld(atRest); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		c.release()
+		if c.data != nil && len(p) > c.most {
+			p = p[:c.most] // what track holds must fit
+		}
+		n, err := c.get(p, atRest)
+		n = c.track(p[:n])
+		if c.r < c.w && err != nil {
+			c.err, err = err, nil // after what track held
+		}
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
+}
+
+// get reads into b. At rest (between messages) the read is under the park
+// deadline, and ends with errParked when it passes; a deadline passed
+// otherwise is retried without one, unless it is stop's.
+func (c *clientReads) get(b []byte, atRest bool) (int, error) {
+	for {
 		if atRest {
 			c.arm()
 		}
-		n, err := c.Conn.Read(p)
-		n = c.track(p[:n])
-		if n == 0 && err == nil {
-			continue // all of it was pongs to the session's pings
-		}
+		n, err := c.Conn.Read(b)
 		if n > 0 || err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return n, err
 		}
 		if atRest && c.mayPark() {
 			return 0, errParked
 		}
-		// A deadline set at a message boundary, passed inside the next
-		// message: read on without one (stop's deadline excepted).
 		if !c.disarm() {
 			return n, err
 		}
 	}
+}
+
+// readHeld reads into the held buffer, after what it holds. An error with
+// nothing read is returned (the buffer is let go); with bytes, it waits in
+// err until they are sifted.
+func (c *clientReads) readHeld(atRest bool) error {
+	if c.bp == nil {
+		c.bp = c.pool.Get().(*[]byte)
+	}
+	if c.r == c.w {
+		c.r, c.w = 0, 0
+	}
+	n, err := c.get((*c.bp)[c.w:], atRest)
+	c.w += n
+	c.stream = n >= streamRead
+	if err != nil {
+		if n == 0 {
+			c.release()
+			return err
+		}
+		c.err = err
+	}
+	return nil
+}
+
+// release lets the held buffer go; what it held is dropped.
+func (c *clientReads) release() {
+	if c.bp != nil {
+		c.pool.Put(c.bp)
+		c.bp = nil
+	}
+	c.r, c.w = 0, 0
+	c.stream = false
+}
+
+// takes reports whether the frame whose first byte is h is taken out: a
+// binary message's first frame or, while one is open, any data frame (a
+// new message inside one is refused in sift).
+func (c *clientReads) takes(h byte) bool {
+	if c.data == nil {
+		return false
+	}
+	switch h & 0x0f {
+	case 0x0:
+		return c.ours
+	case 0x1:
+		return c.ours
+	case 0x2:
+		return c.ours || !c.open
+	}
+	return false
+}
+
+// sift goes through the held bytes: the payloads of frames taken out go to
+// data, together; the library's bytes, up to the end of their frame, are
+// copied to p. It returns how many it copied, 0 when it needs more bytes.
+func (c *clientReads) sift(p []byte) (int, error) {
+	n, err := c.sort(p)
+	if werr := c.flush(); err == nil {
+		err = werr
+	}
+	return n, err
+}
+
+// flush writes the payloads gathered.
+func (c *clientReads) flush() error {
+	if c.ns == 0 {
+		return nil
+	}
+	c.vec = c.segs[:c.ns]
+	err := c.data(&c.vec)
+	clear(c.segs[:c.ns])
+	c.ns, c.vec = 0, nil
+	return err
+}
+
+// sort is sift's loop; the payloads it gathers stay where they are in the
+// held buffer until flushed.
+func (c *clientReads) sort(p []byte) (int, error) {
+	b := (*c.bp)[:c.w]
+	f := &c.frames
+	for c.r < c.w {
+		if f.left > 0 { // a payload
+			avail := int64(c.w - c.r)
+			if !c.mine {
+				k := copy(p, b[c.r:c.r+int(min(f.left, avail))])
+				c.r += k
+				f.left -= int64(k)
+				return k, nil
+			}
+			k := min(f.left, avail, int64(c.chunk))
+			if k < f.left && k < int64(c.chunk) {
+				// Wait for the rest of the frame, or a whole chunk of it,
+				// as the library would; make room for it.
+				if len(*c.bp)-c.w < int(min(f.left, int64(c.chunk))-k) {
+					if err := c.flush(); err != nil { // before the move
+						return 0, err
+					}
+					c.w = copy(*c.bp, b[c.r:])
+					c.r = 0
+				}
+				return 0, nil
+			}
+			seg := b[c.r : c.r+int(k)]
+			c.key = unmask(seg, c.key)
+			c.r += int(k)
+			f.left -= k
+			c.segs[c.ns] = seg
+			if c.ns++; c.ns == maxSegs {
+				if err := c.flush(); err != nil {
+					return 0, err
+				}
+			}
+			continue
+		}
+		if f.hn == 0 { // a frame starts
+			if c.pong != nil && c.w-c.r >= pongFrame && isPong(b[c.r:c.r+pongFrame]) {
+				c.r += pongFrame
+				c.pong()
+				continue
+			}
+			c.mine = c.takes(b[c.r])
+			if c.mine && c.ours && b[c.r]&0x0f != 0 {
+				return 0, errFragment
+			}
+		}
+		if !c.mine {
+			k := 0
+			for c.r < c.w && k < len(p) {
+				x := b[c.r]
+				p[k] = x
+				k++
+				c.r++
+				if f.header(x) {
+					c.libraryHeader()
+					break
+				}
+			}
+			return k, nil
+		}
+		for c.r < c.w {
+			x := b[c.r]
+			c.r++
+			if f.header(x) {
+				if err := c.ownHeader(); err != nil {
+					return 0, err
+				}
+				if !c.mine {
+					return 0, nil // Read hands the header over first
+				}
+				break
+			}
+		}
+	}
+	return 0, nil
+}
+
+// libraryHeader notes a header the library reads: a data message opens
+// or ends.
+func (c *clientReads) libraryHeader() {
+	if h := c.frames.hdr[0]; h&0x0f < 0x8 {
+		c.open = h&0x80 == 0
+	}
+}
+
+// ownHeader takes the header of a frame taken out, complete in
+// frames.hdr. One the library would refuse (reserved bits, no mask, a
+// length over 63 bits) goes back to it (give), and so does its payload.
+func (c *clientReads) ownHeader() error {
+	h := &c.frames.hdr
+	n := 2
+	switch h[1] & 0x7f {
+	case 126:
+		n = 4
+	case 127:
+		n = 10
+	}
+	if h[0]&0x70 != 0 || h[1]&0x80 == 0 || n == 10 && h[2]&0x80 != 0 {
+		if h[1]&0x80 != 0 {
+			n += 4
+		}
+		c.mine = false
+		c.hdr = *h
+		c.give = c.hdr[:n]
+		c.libraryHeader()
+		return nil
+	}
+	if h[0]&0x0f != 0 {
+		c.size = 0
+	}
+	c.size += c.frames.left
+	if c.size > c.limit {
+		return errTooBig
+	}
+	c.ours = h[0]&0x80 == 0
+	c.key = binary.LittleEndian.Uint32(h[n : n+4])
+	return nil
+}
+
+// unmask XORs b with a masking key (RFC 6455 5.3) whose first byte is
+// key's lowest, and returns the key turned for the byte after b.
+func unmask(b []byte, key uint32) uint32 {
+	k := uint64(key) | uint64(key)<<32
+	i := 0
+	for ; len(b)-i >= 32; i += 32 {
+		s := b[i : i+32 : i+32]
+		binary.LittleEndian.PutUint64(s[0:], binary.LittleEndian.Uint64(s[0:])^k)
+		binary.LittleEndian.PutUint64(s[8:], binary.LittleEndian.Uint64(s[8:])^k)
+		binary.LittleEndian.PutUint64(s[16:], binary.LittleEndian.Uint64(s[16:])^k)
+		binary.LittleEndian.PutUint64(s[24:], binary.LittleEndian.Uint64(s[24:])^k)
+	}
+	for ; len(b)-i >= 8; i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], binary.LittleEndian.Uint64(b[i:])^k)
+	}
+	for ; i < len(b); i++ {
+		b[i] ^= byte(key)
+		key = bits.RotateLeft32(key, -8)
+	}
+	return key
 }
 
 // pongFrame is the length of a client's pong to the session's ping:
@@ -77,10 +402,11 @@ func (c *clientReads) Read(p []byte) (int, error) {
 const pongFrame = 2 + 4 + len(pingPayload)
 
 // track follows frame boundaries through p, the next bytes read, and
-// returns how many of them are left for the library: a pong to the
+// returns how many of them are left for the library. A pong to the
 // session's ping that arrives whole in one read is taken out and reported
 // (pong) here, so that the library does not spend a context and a timer
-// on it. Anything else, a pong split across reads included, goes through.
+// on it; a pong split across reads goes through. From a frame taken out
+// (takes) on, the bytes go to the held buffer, for sift.
 func (c *clientReads) track(p []byte) int {
 	n := len(p)
 	for i := 0; i < n; {
@@ -88,16 +414,22 @@ func (c *clientReads) track(p []byte) int {
 			i += k
 			continue
 		}
-		if c.frames.hn == 0 && c.pong != nil && n-i >= pongFrame && isPong(p[i:i+pongFrame]) {
-			copy(p[i:], p[i+pongFrame:n])
-			n -= pongFrame
-			c.pong()
-			continue
+		if c.frames.hn == 0 {
+			if c.pong != nil && n-i >= pongFrame && isPong(p[i:i+pongFrame]) {
+				copy(p[i:], p[i+pongFrame:n])
+				n -= pongFrame
+				c.pong()
+				continue
+			}
+			c.mine = false
+			if c.takes(p[i]) {
+				c.bp = c.pool.Get().(*[]byte)
+				c.r, c.w = 0, copy(*c.bp, p[i:n])
+				return i
+			}
 		}
 		if c.frames.header(p[i]) {
-			if h := c.frames.hdr[0]; h&0x0f < 0x8 { // data, not control
-				c.open = h&0x80 == 0
-			}
+			c.libraryHeader()
 		}
 		i++
 	}

@@ -171,6 +171,43 @@ func TestTargetHalfClose(t *testing.T) {
 	waitIdle(t, b)
 }
 
+// TestLateMessagesDropped: binary and text messages that arrive after the
+// bridge's close frame has left (the target half-closed) do not reach the
+// target, which reads what came before and a clean EOF.
+func TestLateMessagesDropped(t *testing.T) {
+	got := make(chan string, 1)
+	addr := target(t, func(c net.Conn) {
+		c.Write([]byte("hello"))
+		ack := make([]byte, 3)
+		if _, err := io.ReadFull(c, ack); err != nil {
+			got <- err.Error()
+			return
+		}
+		c.(*net.TCPConn).CloseWrite()
+		b, err := io.ReadAll(c)
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		got <- string(append(ack, b...))
+	})
+	b := startBridge(t, static(addr), nil, nil)
+	fc := rawWS(t, b.url, nil)
+	if m := fc.readData(t); string(m) != "hello" {
+		t.Fatalf("read %q", m)
+	}
+	fc.send(t, frame(true, 0, opBinary, []byte("ack"), true))
+	if code, _ := fc.readClose(t); code != 1000 {
+		t.Fatalf("close %d, want 1000", code)
+	}
+	fc.send(t, frame(true, 0, opBinary, []byte("late binary"), true), frame(true, 0, opText, []byte("late text"), true),
+		frame(true, 0, opClose, closePayload(1000, ""), true))
+	if r := <-got; r != "ack" {
+		t.Fatalf("the target read %q; want \"ack\" and a clean EOF", r)
+	}
+	waitIdle(t, b)
+}
+
 // TestClientHalfClose: the client sends and closes; the target reads every
 // byte and then a clean EOF, not a reset, even though it had unread bytes
 // on its way to the bridge.

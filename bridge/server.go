@@ -632,7 +632,7 @@ func (s *Server) open(c *config, w http.ResponseWriter, r *http.Request, cc *cli
 		limit = (limit + 2) / 3 * 4
 	}
 	ws.SetReadLimit(limit)
-	sess.ws = ws
+	sess.ws, sess.limit = ws, limit
 	sess.fw, sess.cr = hj.fw, hj.cr
 	sess.cc, _ = r.Context().Value(connKey{}).(net.Conn)
 	s.total.Add(1)

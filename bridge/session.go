@@ -81,6 +81,7 @@ type session struct {
 	mode   Mode
 	log    *slog.Logger
 	ping   time.Duration // ping interval; <= 0 is off
+	limit  int64         // the largest client message, in its bytes on the wire
 
 	start  time.Time
 	failed *ending // set when the session ends before it starts
@@ -90,6 +91,7 @@ type session struct {
 	lastActive atomic.Int64 // unix nanoseconds of the last byte relayed
 	targetWait atomic.Int64 // total nanoseconds the client reader spent blocked on target writes
 	waitStart  atomic.Int64 // unix nanoseconds when the current target write began, or 0
+	closing    atomic.Bool  // wsbridge sends the close frame: binary messages from now on are dropped
 	inTimer    *time.Timer  // the client reader's bandwidth timer
 
 	// The end: the first ending claims it (under mu) and is the one that
@@ -163,8 +165,8 @@ func (s *session) shutdown() {
 // a session that did not end within its Linger.
 func (s *session) kill() {
 	s.endWaits()
+	closeConn(s.tc) // first: see cutClient
 	s.cutClient()
-	closeConn(s.tc)
 }
 
 // begin starts relaying; Server.ended is called once the session is
@@ -208,6 +210,9 @@ func (s *session) begin(tk *ticket) {
 	s.mu.Unlock()
 	if canPark && s.cr.rc != nil {
 		s.cr.wake = s.clientPump
+	}
+	if s.mode == Binary {
+		s.cr.take(s.takeOut, s.limit, s.in.chunk, &s.srv.bulkBufs)
 	}
 	go s.clientPump()
 	go s.targetPump()
@@ -260,6 +265,7 @@ func (s *session) conclude(e ending, upDone, downDone bool) {
 		}
 	}
 	s.finish(e, upDone, downDone)
+	s.cr.release()
 	s.outp.reads.close()
 	s.srv.ended(s, e)
 }
@@ -355,6 +361,7 @@ func (s *session) finish(end ending, upDone, downDone bool) {
 	s.endOutWaits()
 	closed := make(chan struct{})
 	if end.send {
+		s.closing.Store(true)
 		go func() {
 			defer close(closed)
 			s.ws.Close(end.code, end.reason)
@@ -368,18 +375,21 @@ func (s *session) finish(end ending, upDone, downDone bool) {
 	if !upDone {
 		if !end.send {
 			// Nothing more to say to the client: stop reading it now, and
-			// let the message being written reach the target.
-			s.ws.CloseNow()
+			// let the message being written reach the target. Only the
+			// socket is closed: the library's CloseNow would wait for the
+			// client reader, which may be in that write (clientReads).
+			s.closeClientSocket()
 		}
 		t := time.NewTimer(time.Until(deadline))
 		select {
 		case <-s.up:
 		case <-t.C:
 			// Also free a wait for bandwidth, or a write stuck on a target
-			// that stopped reading, so the linger bounds the end.
+			// that stopped reading, so the linger bounds the end; then the
+			// client reader lets the library go.
 			s.endWaits()
-			s.cutClient()
 			s.tc.SetWriteDeadline(time.Now())
+			s.cutClient()
 			<-s.up
 		}
 		t.Stop()
@@ -408,12 +418,23 @@ func (s *session) finish(end ending, upDone, downDone bool) {
 
 // cutClient closes the client's connection under the library first: the
 // library's CloseNow waits for a close handshake in progress, and a closed
-// socket is what ends that handshake at once.
+// socket is what ends that handshake at once. CloseNow also waits for the
+// client reader, which may be writing to the target what it took out of
+// the client's stream (clientReads): callers first make sure that write
+// cannot block (a target write deadline, or the target closed).
 func (s *session) cutClient() {
+	s.closeClientSocket()
+	s.ws.CloseNow()
+}
+
+// closeClientSocket closes the client's connection under the library (and
+// under TLS): reads and writes of it fail from now on.
+func (s *session) closeClientSocket() {
 	if s.cc != nil {
 		s.cc.Close()
+	} else {
+		s.cr.Conn.Close()
 	}
-	s.ws.CloseNow()
 }
 
 // clientEnding maps the error that ended the client-to-target pump.
@@ -431,6 +452,10 @@ func clientEnding(err error) ending {
 		return ending{code: websocket.StatusInvalidFramePayloadData, reason: reasonBase64, by: "client", send: true}
 	case errors.Is(err, websocket.ErrMessageTooBig):
 		return ending{code: websocket.StatusMessageTooBig, reason: "Message too big", by: "client"}
+	case errors.Is(err, errTooBig):
+		return ending{code: websocket.StatusMessageTooBig, reason: "Message too big", by: "client", send: true}
+	case errors.Is(err, errFragment):
+		return ending{code: websocket.StatusProtocolError, reason: "Protocol error", by: "client", send: true}
 	case isNetError(err):
 		return ending{code: websocket.StatusAbnormalClosure, by: "client"}
 	}
@@ -487,6 +512,29 @@ func (s *session) clientToTarget() error {
 	}
 }
 
+// takeOut writes the payloads that clientReads took out of the client's
+// stream: all in one write, or with bandwidth limits a chunk at a time.
+// Once the session's close frame is decided they are dropped (README,
+// "Close codes").
+func (s *session) takeOut(v *net.Buffers) error {
+	if s.closing.Load() {
+		return nil // as the library's close handshake discards them
+	}
+	if len(s.in.lims) == 0 {
+		return s.toTarget(nil, v)
+	}
+	for _, p := range *v {
+		for len(p) > 0 {
+			k := min(len(p), s.in.chunk)
+			if err := s.writeTarget(p[:k]); err != nil {
+				return err
+			}
+			p = p[k:]
+		}
+	}
+	return nil
+}
+
 // targetWriter is a session's writeTarget as an io.Writer.
 type targetWriter session
 
@@ -500,10 +548,19 @@ func (w *targetWriter) Write(p []byte) (int, error) {
 // writeTarget writes p to the target under the write deadline, once the
 // bandwidth allows, and counts the time it blocks, which the ping deadline
 // forgives: pongs are not read while the client reader waits.
-func (s *session) writeTarget(p []byte) error {
+func (s *session) writeTarget(p []byte) error { return s.toTarget(p, nil) }
+
+// toTarget is writeTarget of p, or of v (consumed) when it is not nil.
+func (s *session) toTarget(p []byte, v *net.Buffers) error {
+	size := len(p)
+	if v != nil {
+		for _, b := range *v {
+			size += len(b)
+		}
+	}
 	start := time.Now()
 	s.waitStart.Store(start.UnixNano())
-	now, err := s.throttle(&s.in, len(p), start, &s.inTimer, s.ended)
+	now, err := s.throttle(&s.in, size, start, &s.inTimer, s.ended)
 	if err != nil {
 		s.waitStart.Store(0)
 		return err
@@ -512,14 +569,27 @@ func (s *session) writeTarget(p []byte) error {
 		s.tc.SetWriteDeadline(now.Add(wt))
 	}
 	if s.rec != nil {
-		s.rec.Frame(true, now.Sub(s.start), p)
+		if v != nil {
+			for _, b := range *v {
+				s.rec.Frame(true, now.Sub(s.start), b)
+			}
+		} else {
+			s.rec.Frame(true, now.Sub(s.start), p)
+		}
 	}
-	n, err := s.tc.Write(p)
+	var n int64
+	if v != nil {
+		n, err = v.WriteTo(s.tc)
+	} else {
+		var k int
+		k, err = s.tc.Write(p)
+		n = int64(k)
+	}
 	end := time.Now().UnixNano()
 	s.waitStart.Store(0)
 	s.targetWait.Add(end - start.UnixNano())
 	s.lastActive.Store(end)
-	s.bytesIn.Add(int64(n))
+	s.bytesIn.Add(n)
 	if err != nil {
 		return &targetError{err}
 	}
