@@ -135,8 +135,11 @@ func (c *clientReads) Read(p []byte) (int, error) {
 			c.release()
 			return 0, c.err
 		}
+		// After a bulk read the next goes to the held buffer too, which a
+		// quiet client keeps until its reader parks (parkAfter); where it
+		// cannot park, the buffer is not kept waiting.
 		atRest := c.frames.between() && !c.open && !c.ours
-		if c.r < c.w || c.mine && !c.frames.between() || atRest && c.stream {
+		if c.r < c.w || c.mine && !c.frames.between() || atRest && c.stream && c.wake != nil {
 			if err := c.readHeld(atRest); err != nil {
 				return 0, err
 			}
@@ -219,9 +222,7 @@ func (c *clientReads) takes(h byte) bool {
 		return false
 	}
 	switch h & 0x0f {
-	case 0x0:
-		return c.ours
-	case 0x1:
+	case 0x0, 0x1:
 		return c.ours
 	case 0x2:
 		return c.ours || !c.open
@@ -233,7 +234,7 @@ func (c *clientReads) takes(h byte) bool {
 // data, together; the library's bytes, up to the end of their frame, are
 // copied to p. It returns how many it copied, 0 when it needs more bytes.
 func (c *clientReads) sift(p []byte) (int, error) {
-	n, err := c.sort(p)
+	n, err := c.sortFrames(p)
 	if werr := c.flush(); err == nil {
 		err = werr
 	}
@@ -252,9 +253,9 @@ func (c *clientReads) flush() error {
 	return err
 }
 
-// sort is sift's loop; the payloads it gathers stay where they are in the
-// held buffer until flushed.
-func (c *clientReads) sort(p []byte) (int, error) {
+// sortFrames is sift's loop; the payloads it gathers stay where they are
+// in the held buffer until flushed.
+func (c *clientReads) sortFrames(p []byte) (int, error) {
 	b := (*c.bp)[:c.w]
 	f := &c.frames
 	for c.r < c.w {
