@@ -20,24 +20,7 @@ import (
 
 // localPair is a real loopback TCP connection: the test's end and the end
 // handed to Relay.
-func localPair(t testing.TB) (mine, relayed *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
-	return c.(*net.TCPConn), s.(*net.TCPConn)
-}
+func localPair(t testing.TB) (mine, relayed *net.TCPConn) { return testenv.TCPPair(t) }
 
 // relay dials the bridge and runs Relay on relayed in the background; the
 // returned channel gives Relay's result.

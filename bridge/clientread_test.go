@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wsbridge/wsbridge/internal/testenv"
 )
 
 // TestClientReadsSift drives clientReads' take-out on a loopback socket
@@ -84,7 +86,7 @@ func TestClientReadsSift(t *testing.T) {
 			}
 		}
 
-		a, b := tcpPair(t)
+		a, b := testenv.TCPPair(t)
 		pool := &sync.Pool{New: func() any { p := make([]byte, 4096); return &p }}
 		c := newClientReads(b, nil)
 		var got []byte
@@ -169,7 +171,7 @@ func TestClientReadsSift(t *testing.T) {
 // TestClientReadsPongHeld: a pong to the session's ping between frames
 // taken out, in the held buffer, is taken out too.
 func TestClientReadsPongHeld(t *testing.T) {
-	a, b := tcpPair(t)
+	a, b := testenv.TCPPair(t)
 	pool := &sync.Pool{New: func() any { p := make([]byte, 4096); return &p }}
 	c := newClientReads(b, nil)
 	var got []byte
@@ -198,7 +200,7 @@ func TestClientReadsPongHeld(t *testing.T) {
 // TestClientReadsSplitHeader: after a frame taken out, a library's frame
 // whose header comes in two reads goes to the library whole.
 func TestClientReadsSplitHeader(t *testing.T) {
-	a, b := tcpPair(t)
+	a, b := testenv.TCPPair(t)
 	pool := &sync.Pool{New: func() any { p := make([]byte, 4096); return &p }}
 	c := newClientReads(b, nil)
 	got := make(chan string, 1)
@@ -255,7 +257,7 @@ func TestClientReadsRefuse(t *testing.T) {
 		{"length over 63 bits", [][]byte{{0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4}}, nil, []byte{0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			a, b := tcpPair(t)
+			a, b := testenv.TCPPair(t)
 			pool := &sync.Pool{New: func() any { p := make([]byte, 4096); return &p }}
 			c := newClientReads(b, nil)
 			c.take(func(v *net.Buffers) error { return nil }, 100, 1000, pool)
@@ -312,24 +314,4 @@ func firstDiff(a, b []byte) int {
 		i++
 	}
 	return i
-}
-
-// tcpPair is a connected pair of loopback sockets.
-func tcpPair(t *testing.T) (net.Conn, net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	a, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
 }

@@ -55,3 +55,24 @@ func Listen(t testing.TB, network, addr string, handle func(c net.Conn)) string 
 
 // Echo sends back what it reads.
 func Echo(c net.Conn) { io.Copy(c, c) }
+
+// TCPPair is a connected pair of loopback TCP sockets, closed when the
+// test ends.
+func TCPPair(t testing.TB) (a, b *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return c.(*net.TCPConn), s.(*net.TCPConn)
+}
