@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wsbridge/wsbridge/internal/testenv"
+	"github.com/wsbridge/wsbridge/internal/wsframe"
 )
 
 // TestClientReadsSift drives clientReads' take-out on a loopback socket
@@ -70,14 +70,14 @@ func TestClientReadsSift(t *testing.T) {
 					fop = 0
 				}
 				last := k == len(msg)
-				add(clientFrame(last, fop, msg[:k], rng.Uint32()), msg[:k], !text)
+				add(wsframe.AppendClient(nil, last, fop, msg[:k], rng.Uint32()), msg[:k], !text)
 				msg = msg[k:]
 				switch rng.IntN(8) {
 				case 0:
-					add(clientFrame(true, 0x9, data(rng.IntN(30)), rng.Uint32()), nil, false)
+					add(wsframe.AppendClient(nil, true, 0x9, data(rng.IntN(30)), rng.Uint32()), nil, false)
 				case 1:
 					// Taken out when whole in a read, else the library's.
-					add(clientFrame(true, 0xA, []byte(pingPayload), rng.Uint32()), nil, true)
+					add(wsframe.AppendClient(nil, true, 0xA, []byte(pingPayload), rng.Uint32()), nil, true)
 					pongs++
 				}
 				if last {
@@ -184,9 +184,9 @@ func TestClientReadsPongHeld(t *testing.T) {
 	pongs := 0
 	c.pong = func() { pongs++ }
 	a.Write(bytes.Join([][]byte{
-		clientFrame(true, 0x2, []byte("before"), 1),
-		clientFrame(true, 0xA, []byte(pingPayload), 2),
-		clientFrame(true, 0x2, []byte("after"), 3),
+		wsframe.AppendClient(nil, true, 0x2, []byte("before"), 1),
+		wsframe.AppendClient(nil, true, 0xA, []byte(pingPayload), 2),
+		wsframe.AppendClient(nil, true, 0x2, []byte("after"), 3),
 	}, nil))
 	a.Close()
 	if n, err := c.Read(make([]byte, 512)); n != 0 || err != io.EOF {
@@ -208,7 +208,7 @@ func TestClientReadsSplitHeader(t *testing.T) {
 		got <- string(bytes.Join(*v, nil))
 		return nil
 	}, 100, 1000, pool)
-	ping := clientFrame(true, 0x9, []byte("hi"), 7)
+	ping := wsframe.AppendClient(nil, true, 0x9, []byte("hi"), 7)
 	buf := make([]byte, 512)
 	stuck := time.AfterFunc(10*time.Second, func() { b.Close() })
 	defer stuck.Stop()
@@ -218,7 +218,7 @@ func TestClientReadsSplitHeader(t *testing.T) {
 		n, _ := c.Read(buf)
 		read <- n
 	}()
-	a.Write(clientFrame(true, 0x2, []byte("data"), 1))
+	a.Write(wsframe.AppendClient(nil, true, 0x2, []byte("data"), 1))
 	if d := <-got; d != "data" {
 		t.Fatalf("data %q", d)
 	}
@@ -249,9 +249,9 @@ func TestClientReadsRefuse(t *testing.T) {
 		err    error  // from Read, or nil
 		lib    []byte // what the library reads first, when no err
 	}{
-		{"over the limit", [][]byte{clientFrame(false, 0x2, make([]byte, 60), 1), clientFrame(true, 0, make([]byte, 41), 2)}, errTooBig, nil},
-		{"binary inside binary", [][]byte{clientFrame(false, 0x2, []byte("a"), 1), clientFrame(true, 0x2, []byte("b"), 2)}, errFragment, nil},
-		{"text inside binary", [][]byte{clientFrame(false, 0x2, []byte("a"), 1), clientFrame(true, 0x1, []byte("b"), 2)}, errFragment, nil},
+		{"over the limit", [][]byte{wsframe.AppendClient(nil, false, 0x2, make([]byte, 60), 1), wsframe.AppendClient(nil, true, 0, make([]byte, 41), 2)}, errTooBig, nil},
+		{"binary inside binary", [][]byte{wsframe.AppendClient(nil, false, 0x2, []byte("a"), 1), wsframe.AppendClient(nil, true, 0x2, []byte("b"), 2)}, errFragment, nil},
+		{"text inside binary", [][]byte{wsframe.AppendClient(nil, false, 0x2, []byte("a"), 1), wsframe.AppendClient(nil, true, 0x1, []byte("b"), 2)}, errFragment, nil},
 		{"reserved bits", [][]byte{{0x80 | 0x40 | 0x2, 0x80 | 1, 0, 0, 0, 0, 'x'}}, nil, []byte{0x80 | 0x40 | 0x2, 0x80 | 1, 0, 0, 0, 0, 'x'}},
 		{"unmasked", [][]byte{{0x82, 1, 'x'}}, nil, []byte{0x82, 1, 'x'}},
 		{"length over 63 bits", [][]byte{{0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4}}, nil, []byte{0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4}},
@@ -283,29 +283,6 @@ func TestClientReadsRefuse(t *testing.T) {
 			}
 		})
 	}
-}
-
-// clientFrame encodes a masked frame as a client sends it.
-func clientFrame(fin bool, op byte, payload []byte, key uint32) []byte {
-	f := []byte{op, 0x80}
-	if fin {
-		f[0] |= 0x80
-	}
-	switch n := len(payload); {
-	case n < 126:
-		f[1] |= byte(n)
-	case n <= 0xffff:
-		f[1] |= 126
-		f = binary.BigEndian.AppendUint16(f, uint16(n))
-	default:
-		f[1] |= 127
-		f = binary.BigEndian.AppendUint64(f, uint64(n))
-	}
-	f = binary.LittleEndian.AppendUint32(f, key)
-	for i, c := range payload {
-		f = append(f, c^byte(key>>(8*(i%4))))
-	}
-	return f
 }
 
 func firstDiff(a, b []byte) int {

@@ -2,7 +2,6 @@ package bridge_test
 
 import (
 	"bytes"
-	"encoding/binary"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -10,31 +9,8 @@ import (
 	"time"
 
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/internal/wsframe"
 )
-
-// keyedFrame is frame with a masking key of its own.
-func keyedFrame(fin bool, op byte, payload []byte, key uint32) []byte {
-	f := []byte{op, 0}
-	if fin {
-		f[0] |= 0x80
-	}
-	switch n := len(payload); {
-	case n < 126:
-		f[1] = 0x80 | byte(n)
-	case n <= 0xffff:
-		f[1] = 0x80 | 126
-		f = binary.BigEndian.AppendUint16(f, uint16(n))
-	default:
-		f[1] = 0x80 | 127
-		f = binary.BigEndian.AppendUint64(f, uint64(n))
-	}
-	k := binary.LittleEndian.AppendUint32(nil, key)
-	f = append(f, k...)
-	for i, c := range payload {
-		f = append(f, c^k[i%4])
-	}
-	return f
-}
 
 // TestTakeOut: binary messages taken out of the client's stream reach the
 // target exactly, in order with the text messages the library relays,
@@ -84,21 +60,21 @@ func TestTakeOut(t *testing.T) {
 						fop = opCont
 					}
 					last := k == len(msg)
-					stream = append(stream, keyedFrame(last, fop, msg[:k], rng.Uint32())...)
+					stream = append(stream, wsframe.AppendClient(nil, last, fop, msg[:k], rng.Uint32())...)
 					msg = msg[k:]
 					if rng.IntN(6) == 0 {
-						stream = append(stream, keyedFrame(true, opPing, data(rng.IntN(20)), rng.Uint32())...)
+						stream = append(stream, wsframe.AppendClient(nil, true, opPing, data(rng.IntN(20)), rng.Uint32())...)
 						pings++
 					}
 					if rng.IntN(10) == 0 {
-						stream = append(stream, keyedFrame(true, opPong, data(8), rng.Uint32())...)
+						stream = append(stream, wsframe.AppendClient(nil, true, opPong, data(8), rng.Uint32())...)
 					}
 					if last {
 						break
 					}
 				}
 			}
-			stream = append(stream, keyedFrame(true, opClose, closePayload(1000, ""), rng.Uint32())...)
+			stream = append(stream, wsframe.AppendClient(nil, true, opClose, closePayload(1000, ""), rng.Uint32())...)
 
 			go func() {
 				for rest := stream; len(rest) > 0; {

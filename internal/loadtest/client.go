@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/wsbridge/wsbridge/internal/wsframe"
 )
 
 // Endpoint is what the clients connect to: a WebSocket bridge at URL, or
@@ -163,24 +164,12 @@ func (c *wsConn) Send(p []byte) error {
 		c.frame = make([]byte, need)
 	}
 	c.key = c.key*6364136223846793005 + 1442695040888963407
-	f := appendFrame(c.frame[:0], op, msg, uint32(c.key>>32))
+	f := wsframe.AppendClient(c.frame[:0], true, op, msg, uint32(c.key>>32))
 	_, err := c.raw.Write(f)
 	if err != nil {
 		c.broken.Store(true)
 	}
 	return err
-}
-
-// mask XORs b with the masking key (RFC 6455 5.3), eight bytes at a time.
-func mask(b []byte, key uint32) {
-	k := uint64(key) | uint64(key)<<32
-	i := 0
-	for ; i+8 <= len(b); i += 8 {
-		binary.LittleEndian.PutUint64(b[i:], binary.LittleEndian.Uint64(b[i:])^k)
-	}
-	for j := 0; i < len(b); i, j = i+1, j+1 {
-		b[i] ^= byte(key >> (8 * (j % 4)))
-	}
 }
 
 var errBinaryInBase64 = errors.New("loadtest: binary message in a base64 session")

@@ -15,6 +15,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/wsbridge/wsbridge/internal/wsframe"
 )
 
 // The setup run's WebSocket client is written by hand: the handshake, the
@@ -148,29 +150,8 @@ func readUpgrade(br *bufio.Reader, key string) error {
 
 // writeFrame writes one final, masked frame in one write.
 func writeFrame(w io.Writer, op byte, p []byte) error {
-	_, err := w.Write(appendFrame(make([]byte, 0, 14+len(p)), op, p, rand.Uint32()))
+	_, err := w.Write(wsframe.AppendClient(make([]byte, 0, 14+len(p)), true, op, p, rand.Uint32()))
 	return err
-}
-
-// appendFrame appends a final frame of p, masked with key, as a client
-// sends it.
-func appendFrame(f []byte, op byte, p []byte, key uint32) []byte {
-	f = append(f, 0x80|op)
-	switch n := len(p); {
-	case n < 126:
-		f = append(f, 0x80|byte(n))
-	case n <= 0xffff:
-		f = append(f, 0x80|126)
-		f = binary.BigEndian.AppendUint16(f, uint16(n))
-	default:
-		f = append(f, 0x80|127)
-		f = binary.BigEndian.AppendUint64(f, uint64(n))
-	}
-	f = binary.LittleEndian.AppendUint32(f, key)
-	start := len(f)
-	f = append(f, p...)
-	mask(f[start:], key)
-	return f
 }
 
 // errFrame is a frame a server may not send: masked, or over 1 MiB here.
