@@ -3,13 +3,12 @@ package bridge
 import (
 	"encoding/binary"
 	"errors"
+	"math/bits"
 	"net"
 	"os"
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/wsbridge/wsbridge/internal/wsframe"
 )
 
 // parkAfter is how long a side of a session may be silent before its
@@ -282,7 +281,7 @@ func (c *clientReads) sortFrames(p []byte) (int, error) {
 				return 0, nil
 			}
 			seg := b[c.r : c.r+int(k)]
-			c.key = wsframe.Mask(seg, c.key)
+			c.key = unmask(seg, c.key)
 			c.r += int(k)
 			f.left -= k
 			c.segs[c.ns] = seg
@@ -375,6 +374,31 @@ func (c *clientReads) ownHeader() error {
 	c.ours = h[0]&0x80 == 0
 	c.key = binary.LittleEndian.Uint32(h[n : n+4])
 	return nil
+}
+
+// unmask XORs b with a masking key (RFC 6455 5.3) whose first byte is
+// key's lowest, and returns the key turned for the byte after b. It is
+// internal/wsframe's Mask, which the load tool and the tests use: bridge
+// may import only targets and ratelimit of this module (DESIGN.md
+// section 3), and wsframe's tests cover the loop.
+func unmask(b []byte, key uint32) uint32 {
+	k := uint64(key) | uint64(key)<<32
+	i := 0
+	for ; len(b)-i >= 32; i += 32 {
+		s := b[i : i+32 : i+32]
+		binary.LittleEndian.PutUint64(s[0:], binary.LittleEndian.Uint64(s[0:])^k)
+		binary.LittleEndian.PutUint64(s[8:], binary.LittleEndian.Uint64(s[8:])^k)
+		binary.LittleEndian.PutUint64(s[16:], binary.LittleEndian.Uint64(s[16:])^k)
+		binary.LittleEndian.PutUint64(s[24:], binary.LittleEndian.Uint64(s[24:])^k)
+	}
+	for ; len(b)-i >= 8; i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], binary.LittleEndian.Uint64(b[i:])^k)
+	}
+	for ; i < len(b); i++ {
+		b[i] ^= byte(key)
+		key = bits.RotateLeft32(key, -8)
+	}
+	return key
 }
 
 // pongFrame is the length of a client's pong to the session's ping:

@@ -292,3 +292,23 @@ func firstDiff(a, b []byte) int {
 	}
 	return i
 }
+
+// TestUnmask: bridge's copy of wsframe.Mask (see unmask) gives the same
+// bytes and key for every length up to 100, cut at every place.
+func TestUnmask(t *testing.T) {
+	for n := range 100 {
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = byte(i*13 + 5)
+		}
+		want := bytes.Clone(p)
+		wantKey := wsframe.Mask(want, 0xdeadbeef)
+		for cut := range n + 1 {
+			got := bytes.Clone(p)
+			key := unmask(got[cut:], unmask(got[:cut], 0xdeadbeef))
+			if !bytes.Equal(got, want) || key != wantKey {
+				t.Fatalf("length %d cut at %d: %x key %#x, want %x key %#x", n, cut, got, key, want, wantKey)
+			}
+		}
+	}
+}

@@ -28,7 +28,8 @@ var rules = map[string]struct {
 	"internal/systemd":  {external: []string{"golang.org/x/sys"}},
 	"internal/recorder": {internal: []string{"bridge"}},
 	"internal/metrics":  {internal: []string{"bridge"}, external: []string{"github.com/prometheus/client_golang"}},
-	"internal/loadtest": {external: []string{"github.com/coder/websocket"}},
+	"internal/loadtest": {internal: []string{"internal/wsframe"}, external: []string{"github.com/coder/websocket"}},
+	"internal/wsframe":  {},
 }
 
 type pkg struct {
