@@ -91,7 +91,7 @@ type session struct {
 	lastActive atomic.Int64 // unix nanoseconds of the last byte relayed
 	targetWait atomic.Int64 // total nanoseconds the client reader spent blocked on target writes
 	waitStart  atomic.Int64 // unix nanoseconds when the current target write began, or 0
-	closing    atomic.Bool  // wsbridge sends the close frame: binary messages from now on are dropped
+	closing    atomic.Bool  // wsbridge sends the close frame: client bytes from now on are dropped
 	inTimer    *time.Timer  // the client reader's bandwidth timer
 
 	// The end: the first ending claims it (under mu) and is the one that
@@ -514,12 +514,7 @@ func (s *session) clientToTarget() error {
 
 // takeOut writes the payloads that clientReads took out of the client's
 // stream: all in one write, or with bandwidth limits a chunk at a time.
-// Once the session's close frame is decided they are dropped (README,
-// "Close codes").
 func (s *session) takeOut(v *net.Buffers) error {
-	if s.closing.Load() {
-		return nil // as the library's close handshake discards them
-	}
 	if len(s.in.lims) == 0 {
 		return s.toTarget(nil, v)
 	}
@@ -551,7 +546,13 @@ func (w *targetWriter) Write(p []byte) (int, error) {
 func (s *session) writeTarget(p []byte) error { return s.toTarget(p, nil) }
 
 // toTarget is writeTarget of p, or of v (consumed) when it is not nil.
+// Once wsbridge's close frame is decided, what the client still sends is
+// dropped, as the library's close handshake drops it (README, "Close
+// codes"); a write under way finishes.
 func (s *session) toTarget(p []byte, v *net.Buffers) error {
+	if s.closing.Load() {
+		return nil
+	}
 	size := len(p)
 	if v != nil {
 		for _, b := range *v {
