@@ -254,3 +254,30 @@ func FuzzExtractToken(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkBase64Codec sets the session's codec beside encoding/base64 on
+// 64 KiB messages; bytes are the decoded side's.
+func BenchmarkBase64Codec(b *testing.B) {
+	raw := make([]byte, 64<<10)
+	for i := range raw {
+		raw[i] = byte(i*7 + i>>8)
+	}
+	enc := []byte(base64.StdEncoding.EncodeToString(raw))
+	dec := make([]byte, decodedLen(len(enc)))
+	out := make([]byte, len(enc))
+	run := func(name string, f func()) {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(raw)))
+			for b.Loop() {
+				f()
+			}
+		})
+	}
+	run("decode/wsbridge", func() { b64Decode(dec, enc) })
+	run("decode/stdlib", func() { base64.StdEncoding.Decode(dec, enc) })
+	run("encode/wsbridge", func() { b64Encode(out, raw) })
+	run("encode/stdlib", func() { base64.StdEncoding.Encode(out, raw) })
+	if n, err := b64Decode(dec, enc); err != nil || !bytes.Equal(dec[:n], raw) {
+		b.Fatalf("decoded %d bytes, %v", n, err)
+	}
+}
