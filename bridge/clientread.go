@@ -50,9 +50,12 @@ const streamRead = 64 << 10
 // 512 KiB a read, unmasked where they lie and written to the target from
 // there, the payloads of one read in one write (writev) as far as they
 // go, and the library sees only the other frames (control frames, text
-// messages). The library reads a frame's header and its payload in two
-// reads, and its payload is one write: this costs one read and one write
-// for as many frames as the socket holds. It is sequential: a frame the
+// messages). In a base64 session it takes every data message out, text
+// and binary: reads take the first half of the buffer, and the characters
+// are decoded into the second half, across frames (b64Decoder), and
+// written from there. The library reads a frame's header and its payload
+// in two reads, and its payload is one write: this costs one read and one
+// write for as many frames as the socket holds. It is sequential: a frame the
 // library reads goes to it before anything after it goes to the target.
 // The limit, masking, reserved bits and fragmentation of the messages
 // taken out are checked here as the library would; a frame whose header
@@ -70,7 +73,10 @@ type clientReads struct {
 	limit int64                      // the most bytes in one message
 	chunk int                        // the least of a frame worth a write
 	pool  *sync.Pool                 // of the held buffers
-	most  int                        // their size: the most a read may hold
+	most  int                        // the most a read may hold: their size, or half in base64
+	b64   bool                       // messages are base64, decoded to (*bp)[most:]
+	dec   b64Decoder                 // the current message's, in base64
+	o     int                        // (*bp)[most:][:o] is decoded and not yet written
 	mine  bool                       // the current frame is taken out
 	ours  bool                       // a message taken out has frames still to come
 	size  int64                      // the bytes of that message so far
@@ -99,15 +105,21 @@ func newClientReads(conn net.Conn, early []byte) *clientReads {
 	return c
 }
 
-// take starts the take-out of binary messages (see clientReads), before
-// the first read: data gets their bytes, limit bounds a message, a frame
-// is written once chunk bytes of it (or all) are in, and pool lends the
-// buffers.
-func (c *clientReads) take(data func(v *net.Buffers) error, limit int64, chunk int, pool *sync.Pool) {
-	c.data, c.limit, c.chunk, c.pool = data, limit, chunk, pool
+// take starts the take-out of data messages (see clientReads), before
+// the first read: data gets their bytes (decoded, with b64), limit bounds
+// a message on the wire, a frame is written once chunk bytes of it (or
+// all) are in, and pool lends the buffers.
+func (c *clientReads) take(data func(v *net.Buffers) error, limit int64, chunk int, pool *sync.Pool, b64 bool) {
+	c.data, c.limit, c.chunk, c.pool, c.b64 = data, limit, chunk, pool, b64
 	bp := pool.Get().(*[]byte)
 	c.most = len(*bp)
 	pool.Put(bp)
+	if b64 {
+		// The characters of chunk bytes, as the library's path reads them
+		// (copyMessage); the second half takes what they decode to.
+		c.most /= 2
+		c.chunk = min((chunk+2)/3*4, c.most)
+	}
 }
 
 func (c *clientReads) Read(p []byte) (int, error) {
@@ -191,7 +203,7 @@ func (c *clientReads) readHeld(atRest bool) error {
 	if c.r == c.w {
 		c.r, c.w = 0, 0
 	}
-	n, err := c.get((*c.bp)[c.w:], atRest)
+	n, err := c.get((*c.bp)[c.w:c.most], atRest)
 	c.w += n
 	c.stream = n >= streamRead
 	if err != nil {
@@ -210,20 +222,23 @@ func (c *clientReads) release() {
 		c.pool.Put(c.bp)
 		c.bp = nil
 	}
-	c.r, c.w = 0, 0
+	c.r, c.w, c.o = 0, 0, 0
 	c.stream = false
 }
 
 // takes reports whether the frame whose first byte is h is taken out: a
-// binary message's first frame or, while one is open, any data frame (a
-// new message inside one is refused in sift).
+// binary message's first frame (in base64, a text message's too) or,
+// while one is open, any data frame (a new message inside one is refused
+// in sift).
 func (c *clientReads) takes(h byte) bool {
 	if c.data == nil {
 		return false
 	}
 	switch h & 0x0f {
-	case 0x0, 0x1:
+	case 0x0:
 		return c.ours
+	case 0x1:
+		return c.ours || c.b64 && !c.open
 	case 0x2:
 		return c.ours || !c.open
 	}
@@ -243,6 +258,7 @@ func (c *clientReads) sift(p []byte) (int, error) {
 
 // flush writes the payloads gathered.
 func (c *clientReads) flush() error {
+	c.o = 0
 	if c.ns == 0 {
 		return nil
 	}
@@ -271,7 +287,7 @@ func (c *clientReads) sortFrames(p []byte) (int, error) {
 			if k < f.left && k < int64(c.chunk) {
 				// Wait for the rest of the frame, or a whole chunk of it,
 				// as the library would; make room for it.
-				if len(*c.bp)-c.w < int(min(f.left, int64(c.chunk))-k) {
+				if c.most-c.w < int(min(f.left, int64(c.chunk))-k) {
 					if err := c.flush(); err != nil { // before the move
 						return 0, err
 					}
@@ -284,11 +300,20 @@ func (c *clientReads) sortFrames(p []byte) (int, error) {
 			c.key = unmask(seg, c.key)
 			c.r += int(k)
 			f.left -= k
-			c.segs[c.ns] = seg
-			if c.ns++; c.ns == maxSegs {
-				if err := c.flush(); err != nil {
-					return 0, err
+			var err error
+			if c.b64 {
+				seg, err = c.decode(seg, f.left == 0 && !c.ours)
+			}
+			if len(seg) > 0 {
+				c.segs[c.ns] = seg
+				if c.ns++; c.ns == maxSegs {
+					if ferr := c.flush(); ferr != nil {
+						return 0, ferr
+					}
 				}
+			}
+			if err != nil {
+				return 0, err
 			}
 			continue
 		}
@@ -366,6 +391,7 @@ func (c *clientReads) ownHeader() error {
 	}
 	if h[0]&0x0f != 0 {
 		c.size = 0
+		c.dec.reset()
 	}
 	c.size += c.frames.left
 	if c.size > c.limit {
@@ -373,7 +399,34 @@ func (c *clientReads) ownHeader() error {
 	}
 	c.ours = h[0]&0x80 == 0
 	c.key = binary.LittleEndian.Uint32(h[n : n+4])
+	if c.b64 && c.frames.left == 0 && !c.ours {
+		return c.dec.finish() // an empty last frame
+	}
 	return nil
+}
+
+// decode decodes seg, base64 characters of the current message, into the
+// second half of the held buffer and returns the bytes, which may be none
+// (up to three characters wait for the next frame); last is the
+// message's end. A message that ends inside a quad returns its whole
+// quads' bytes with errBase64, which the library's path writes too.
+func (c *clientReads) decode(seg []byte, last bool) ([]byte, error) {
+	out := (*c.bp)[c.most:]
+	if len(out)-c.o < decodedLen(len(seg)) {
+		if err := c.flush(); err != nil {
+			return nil, err
+		}
+	}
+	n, err := c.dec.decode(out[c.o:], seg)
+	if err != nil {
+		return nil, err
+	}
+	d := out[c.o : c.o+n : c.o+n]
+	c.o += n
+	if last {
+		err = c.dec.finish()
+	}
+	return d, err
 }
 
 // unmask XORs b with a masking key (RFC 6455 5.3) whose first byte is
@@ -428,7 +481,7 @@ func (c *clientReads) track(p []byte) int {
 			c.mine = false
 			if c.takes(p[i]) {
 				c.bp = c.pool.Get().(*[]byte)
-				c.r, c.w = 0, copy(*c.bp, p[i:n])
+				c.r, c.w = 0, copy((*c.bp)[:c.most], p[i:n])
 				return i
 			}
 		}

@@ -2,10 +2,12 @@ package bridge
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"io"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,19 +21,30 @@ import (
 // move to the front behind gathered payloads): the library's bytes come
 // out of Read exactly as sent, frame for frame, and every byte taken out
 // goes to data unmasked, at its place in the stream: after the library's
-// bytes before it have been read and before any after it.
+// bytes before it have been read and before any after it. In base64 (runs
+// 8 on) every data message is taken out and decoded across its frames,
+// which are cut anywhere, down to one character or none; a decoded byte's
+// place is that of the frame with its quad's last character.
 func TestClientReadsSift(t *testing.T) {
-	for run := range 8 {
+	for run := range 16 {
 		chunk := []int{1000, 4096}[run%2]
+		b64 := run >= 8
 		rng := rand.New(rand.NewPCG(uint64(run), 3))
 		largest := int64(0)
 		var stream, lib, want []byte
 		var at []int // for each byte of want, the library bytes before it
 		pongs := 0
+		var charAt []int // base64: for each character of the message, the library bytes before it
 		add := func(f []byte, payload []byte, taken bool) {
 			stream = append(stream, f...)
 			if !taken {
 				lib = append(lib, f...)
+				return
+			}
+			if b64 {
+				for range payload {
+					charAt = append(charAt, len(lib))
+				}
 				return
 			}
 			want = append(want, payload...)
@@ -52,9 +65,14 @@ func TestClientReadsSift(t *testing.T) {
 				size = rng.IntN(20000)
 			}
 			msg := data(size)
-			text := rng.IntN(8) == 0 // the library's
-			if !text {
-				largest = max(largest, int64(size))
+			text := rng.IntN(8) == 0 // the library's, in binary
+			raw := msg
+			if b64 {
+				msg = []byte(base64.StdEncoding.EncodeToString(raw))
+				charAt = charAt[:0]
+			}
+			if !text || b64 {
+				largest = max(largest, int64(len(msg)))
 			}
 			op := byte(0x2)
 			if text {
@@ -62,16 +80,25 @@ func TestClientReadsSift(t *testing.T) {
 			}
 			for first := true; ; first = false {
 				k := len(msg)
-				if rng.IntN(3) == 0 {
+				switch rng.IntN(6) {
+				case 0, 1:
 					k = rng.IntN(len(msg) + 1)
+				case 2:
+					k = min(len(msg), rng.IntN(4))
 				}
 				fop := op
 				if !first {
 					fop = 0
 				}
 				last := k == len(msg)
-				add(wsframe.AppendClient(nil, last, fop, msg[:k], rng.Uint32()), msg[:k], !text)
+				add(wsframe.AppendClient(nil, last, fop, msg[:k], rng.Uint32()), msg[:k], !text || b64)
 				msg = msg[k:]
+				if last && b64 {
+					want = append(want, raw...)
+					for i := range raw {
+						at = append(at, charAt[i/3*4+3])
+					}
+				}
 				switch rng.IntN(8) {
 				case 0:
 					add(wsframe.AppendClient(nil, true, 0x9, data(rng.IntN(30)), rng.Uint32()), nil, false)
@@ -102,7 +129,7 @@ func TestClientReadsSift(t *testing.T) {
 				}
 			}
 			return nil
-		}, largest, chunk, pool) // a limit that the largest message meets
+		}, largest, chunk, pool, b64) // a limit that the largest message meets
 		taken := 0
 		c.pong = func() { taken++ }
 
@@ -180,7 +207,7 @@ func TestClientReadsPongHeld(t *testing.T) {
 			got = append(got, p...)
 		}
 		return nil
-	}, 100, 1000, pool)
+	}, 100, 1000, pool, false)
 	pongs := 0
 	c.pong = func() { pongs++ }
 	a.Write(bytes.Join([][]byte{
@@ -207,7 +234,7 @@ func TestClientReadsSplitHeader(t *testing.T) {
 	c.take(func(v *net.Buffers) error {
 		got <- string(bytes.Join(*v, nil))
 		return nil
-	}, 100, 1000, pool)
+	}, 100, 1000, pool, false)
 	ping := wsframe.AppendClient(nil, true, 0x9, []byte("hi"), 7)
 	buf := make([]byte, 512)
 	stuck := time.AfterFunc(10*time.Second, func() { b.Close() })
@@ -260,7 +287,7 @@ func TestClientReadsRefuse(t *testing.T) {
 			a, b := testenv.TCPPair(t)
 			pool := &sync.Pool{New: func() any { p := make([]byte, 4096); return &p }}
 			c := newClientReads(b, nil)
-			c.take(func(v *net.Buffers) error { return nil }, 100, 1000, pool)
+			c.take(func(v *net.Buffers) error { return nil }, 100, 1000, pool, false)
 			a.Write(bytes.Join(tt.frames, nil))
 			buf := make([]byte, 512)
 			n, err := c.Read(buf)
@@ -280,6 +307,56 @@ func TestClientReadsRefuse(t *testing.T) {
 			}
 			if !bytes.Equal(got, tt.lib) {
 				t.Fatalf("the library read %x, %v; want %x", got, err, tt.lib)
+			}
+		})
+	}
+}
+
+// TestClientReadsBase64: in base64 what the library's path would refuse
+// with 1007 (errBase64) or 1009 is refused here, after the bytes decoded
+// before the fault (the whole quads, the frames within the limit) are
+// written, as that path writes them; a quad cut
+// across frames, one character a frame, decodes.
+func TestClientReadsBase64(t *testing.T) {
+	frame := func(fin bool, op byte, chars string) []byte {
+		return wsframe.AppendClient(nil, fin, op, []byte(chars), 5)
+	}
+	for _, tt := range []struct {
+		name   string
+		frames [][]byte
+		want   string
+		err    error
+	}{
+		{"a quad a character a frame", [][]byte{frame(false, 0x1, "Q"), frame(false, 0, "U"), frame(false, 0, ""), frame(false, 0, "J"), frame(true, 0, "D")}, "ABC", io.EOF},
+		{"binary and text", [][]byte{frame(true, 0x2, "QUJD"), frame(true, 0x1, "REVG")}, "ABCDEF", io.EOF},
+		{"not the alphabet", [][]byte{frame(false, 0x1, "QUJD"), frame(true, 0, "Q!==")}, "ABC", errBase64},
+		{"padding inside", [][]byte{frame(false, 0x1, "QQ=="), frame(true, 0, "QUJD")}, "A", errBase64},
+		{"a quad cut short", [][]byte{frame(true, 0x1, "QUJDR")}, "ABC", errBase64},
+		{"a quad cut short by an empty frame", [][]byte{frame(false, 0x1, "QUJDR"), frame(true, 0, "")}, "ABC", errBase64},
+		{"an empty message", [][]byte{frame(true, 0x1, ""), frame(true, 0x2, "QUJD")}, "ABC", io.EOF},
+		{"characters at the limit", [][]byte{frame(true, 0x1, strings.Repeat("QUJD", 25))}, strings.Repeat("ABC", 25), io.EOF},
+		{"characters over the limit", [][]byte{frame(false, 0x1, strings.Repeat("QUJD", 25)), frame(true, 0, "QUJD")}, strings.Repeat("ABC", 25), errTooBig},
+		{"text inside text", [][]byte{frame(false, 0x1, "QUJD"), frame(true, 0x1, "QUJD")}, "ABC", errFragment},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := testenv.TCPPair(t)
+			pool := &sync.Pool{New: func() any { p := make([]byte, 4096); return &p }}
+			c := newClientReads(b, nil)
+			var got []byte
+			c.take(func(v *net.Buffers) error {
+				for _, p := range *v {
+					got = append(got, p...)
+				}
+				return nil
+			}, 100, 1000, pool, true)
+			a.Write(bytes.Join(tt.frames, nil))
+			a.Close()
+			n, err := c.Read(make([]byte, 512))
+			if n != 0 || !errors.Is(err, tt.err) || string(got) != tt.want {
+				t.Fatalf("Read: %d, %v, and the target got %q; want 0, %v, %q", n, err, got, tt.err, tt.want)
+			}
+			if c.bp != nil {
+				t.Fatal("a held buffer after the end")
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package bridge_test
 
 import (
 	"bufio"
+	"encoding/base64"
 	"io"
 	"net"
 	"net/http"
@@ -84,12 +85,31 @@ func TestMalformedHandshakes(t *testing.T) {
 
 // TestFirstFrameWithRequest sends the handshake and the first WebSocket
 // frame in one write, as some clients do, and expects the frame's bytes at
-// the target.
+// the target: the library reads it (the take-out starts after it), and in
+// base64 decodes it too.
 func TestFirstFrameWithRequest(t *testing.T) {
 	b := startBridge(t, static(target(t, echo)), nil, nil)
 	fc := rawWS(t, b.url, frame(true, 0, opBinary, []byte("early bird\n"), true))
 	if got := fc.readData(t); string(got) != "early bird\n" {
 		t.Fatalf("echo of the first frame = %q", got)
+	}
+	// In base64, a fragmented message the library begins, whose last
+	// frame comes after the take-out started.
+	first := append(frame(false, 0, opText, []byte("ZWFybH"), true), frame(false, 0, opCont, []byte("kgYm"), true)...)
+	fc = rawWS(t, b.url, first, "Sec-WebSocket-Protocol: base64")
+	time.Sleep(50 * time.Millisecond)
+	fc.send(t, frame(true, 0, opCont, []byte("lyZAo="), true))
+	var echoed []byte
+	for len(echoed) < len("early bird\n") {
+		_, op, p := fc.readFrame(t)
+		d, err := base64.StdEncoding.DecodeString(string(p))
+		if op != opText || err != nil {
+			t.Fatalf("echo %#x %q: %v", op, p, err)
+		}
+		echoed = append(echoed, d...)
+	}
+	if string(echoed) != "early bird\n" {
+		t.Fatalf("echo of the first message = %q", echoed)
 	}
 }
 
