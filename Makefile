@@ -5,7 +5,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.1.4
 FUZZTIME   ?= 30s
 
-.PHONY: all fmt fmt-check lint test e2e fuzz bench bench-ci bench-compare build dist clean
+.PHONY: all fmt fmt-check lint test e2e fuzz bench bench-ci bench-compare profile build dist clean
 
 all: fmt-check lint test
 
@@ -53,6 +53,16 @@ bench-ci:
 bench-compare: build
 	go build -trimpath -o bin/wsbridge-bench ./cmd/wsbridge-bench
 	bin/wsbridge-bench compare -wsbridge bin/wsbridge $(BENCHFLAGS)
+
+# go tool pprof's CPU and heap profiles of one session (BenchmarkShuttle,
+# whose client and target share the process; kernel time shows under
+# Syscall6). PROFILE picks the case: client-to-target/base64, and so on.
+PROFILE ?= client-to-target/binary
+profile:
+	mkdir -p bin
+	go test -run '^$$' -bench 'BenchmarkShuttle/$(PROFILE)$$' -benchtime 3s -cpuprofile bin/cpu.pprof -memprofile bin/mem.pprof -o bin/bridge.test ./bridge
+	go tool pprof -top -nodecount 25 bin/bridge.test bin/cpu.pprof
+	go tool pprof -top -nodecount 10 -sample_index alloc_space bin/bridge.test bin/mem.pprof
 
 build:
 	go build -trimpath -ldflags '$(LDFLAGS)' -o bin/wsbridge ./cmd/wsbridge
