@@ -52,13 +52,7 @@ func TestClientReadsSift(t *testing.T) {
 				at = append(at, len(lib))
 			}
 		}
-		data := func(n int) []byte {
-			p := make([]byte, n)
-			for i := range p {
-				p[i] = byte(rng.Uint32())
-			}
-			return p
-		}
+		data := func(n int) []byte { return testenv.RandomBytes(rng, n) }
 		for range 400 {
 			size := rng.IntN(300)
 			if rng.IntN(5) == 0 {
@@ -79,13 +73,7 @@ func TestClientReadsSift(t *testing.T) {
 				op = 0x1
 			}
 			for first := true; ; first = false {
-				k := len(msg)
-				switch rng.IntN(6) {
-				case 0, 1:
-					k = rng.IntN(len(msg) + 1)
-				case 2:
-					k = min(len(msg), rng.IntN(4))
-				}
+				k := testenv.FragmentSize(rng, len(msg))
 				fop := op
 				if !first {
 					fop = 0
@@ -198,16 +186,7 @@ func TestClientReadsSift(t *testing.T) {
 // TestClientReadsPongHeld: a pong to the session's ping between frames
 // taken out, in the held buffer, is taken out too.
 func TestClientReadsPongHeld(t *testing.T) {
-	a, b := testenv.TCPPair(t)
-	pool := &sync.Pool{New: func() any { p := make([]byte, 4096); return &p }}
-	c := newClientReads(b, nil)
-	var got []byte
-	c.take(func(v *net.Buffers) error {
-		for _, p := range *v {
-			got = append(got, p...)
-		}
-		return nil
-	}, 100, 1000, pool, false)
+	a, c, got := taking(t, false)
 	pongs := 0
 	c.pong = func() { pongs++ }
 	a.Write(bytes.Join([][]byte{
@@ -219,8 +198,8 @@ func TestClientReadsPongHeld(t *testing.T) {
 	if n, err := c.Read(make([]byte, 512)); n != 0 || err != io.EOF {
 		t.Fatalf("Read: %d, %v; want 0, EOF", n, err)
 	}
-	if string(got) != "beforeafter" || pongs != 1 {
-		t.Fatalf("data %q and %d pongs; want \"beforeafter\" and 1", got, pongs)
+	if string(*got) != "beforeafter" || pongs != 1 {
+		t.Fatalf("data %q and %d pongs; want \"beforeafter\" and 1", *got, pongs)
 	}
 }
 
@@ -284,10 +263,7 @@ func TestClientReadsRefuse(t *testing.T) {
 		{"length over 63 bits", [][]byte{{0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4}}, nil, []byte{0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			a, b := testenv.TCPPair(t)
-			pool := &sync.Pool{New: func() any { p := make([]byte, 4096); return &p }}
-			c := newClientReads(b, nil)
-			c.take(func(v *net.Buffers) error { return nil }, 100, 1000, pool, false)
+			a, c, _ := taking(t, false)
 			a.Write(bytes.Join(tt.frames, nil))
 			buf := make([]byte, 512)
 			n, err := c.Read(buf)
@@ -339,27 +315,35 @@ func TestClientReadsBase64(t *testing.T) {
 		{"text inside text", [][]byte{frame(false, 0x1, "QUJD"), frame(true, 0x1, "QUJD")}, "ABC", errFragment},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			a, b := testenv.TCPPair(t)
-			pool := &sync.Pool{New: func() any { p := make([]byte, 4096); return &p }}
-			c := newClientReads(b, nil)
-			var got []byte
-			c.take(func(v *net.Buffers) error {
-				for _, p := range *v {
-					got = append(got, p...)
-				}
-				return nil
-			}, 100, 1000, pool, true)
+			a, c, got := taking(t, true)
 			a.Write(bytes.Join(tt.frames, nil))
 			a.Close()
 			n, err := c.Read(make([]byte, 512))
-			if n != 0 || !errors.Is(err, tt.err) || string(got) != tt.want {
-				t.Fatalf("Read: %d, %v, and the target got %q; want 0, %v, %q", n, err, got, tt.err, tt.want)
+			if n != 0 || !errors.Is(err, tt.err) || string(*got) != tt.want {
+				t.Fatalf("Read: %d, %v, and the target got %q; want 0, %v, %q", n, err, *got, tt.err, tt.want)
 			}
 			if c.bp != nil {
 				t.Fatal("a held buffer after the end")
 			}
 		})
 	}
+}
+
+// taking returns a clientReads on one end of a loopback pair, taking
+// messages out (base64 with b64) with a limit of 100 bytes, a chunk of
+// 1000 and held buffers of 4 KiB, the other end, and what it writes.
+func taking(t *testing.T, b64 bool) (net.Conn, *clientReads, *[]byte) {
+	a, b := testenv.TCPPair(t)
+	pool := &sync.Pool{New: func() any { p := make([]byte, 4096); return &p }}
+	c := newClientReads(b, nil)
+	got := new([]byte)
+	c.take(func(v *net.Buffers) error {
+		for _, p := range *v {
+			*got = append(*got, p...)
+		}
+		return nil
+	}, 100, 1000, pool, b64)
+	return a, c, got
 }
 
 func firstDiff(a, b []byte) int {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/internal/testenv"
 	"github.com/wsbridge/wsbridge/internal/wsframe"
 )
 
@@ -47,13 +48,7 @@ func takeOut(t *testing.T, proto string, readSize int) {
 	rng := rand.New(rand.NewPCG(uint64(readSize), uint64(len(proto))))
 	var stream, want []byte
 	pings := 0
-	data := func(n int) []byte {
-		p := make([]byte, n)
-		for i := range p {
-			p[i] = byte(rng.Uint32())
-		}
-		return p
-	}
+	data := func(n int) []byte { return testenv.RandomBytes(rng, n) }
 	for range 300 {
 		size := rng.IntN(3000)
 		if rng.IntN(8) == 0 {
@@ -69,13 +64,7 @@ func takeOut(t *testing.T, proto string, readSize int) {
 			op = opText // relayed by the library, in its place
 		}
 		for first := true; ; first = false {
-			k := len(msg)
-			switch rng.IntN(6) {
-			case 0, 1:
-				k = rng.IntN(len(msg) + 1) // empty fragments too
-			case 2:
-				k = min(len(msg), rng.IntN(4)) // a quad's characters apart
-			}
+			k := testenv.FragmentSize(rng, len(msg))
 			fop := op
 			if !first {
 				fop = opCont
