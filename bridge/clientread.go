@@ -48,14 +48,14 @@ const streamRead = 64 << 10
 // In a binary session it also takes the binary messages out of the stream
 // (take): their frames are read into a buffer of the bulk pool, up to
 // 512 KiB a read, unmasked where they lie and written to the target from
-// there, the payloads of one read in one write (writev) as far as they
-// go, and the library sees only the other frames (control frames, text
-// messages). In a base64 session it takes every data message out, text
-// and binary: reads take the first half of the buffer, and the characters
-// are decoded into the second half, across frames (b64Decoder), and
-// written from there. The library reads a frame's header and its payload
-// in two reads, and its payload is one write: this costs one read and one
-// write for as many frames as the socket holds. It is sequential: a frame the
+// there, the payloads of one read in one write (writev) as far as they go,
+// and the library sees only the other frames (control frames, text
+// messages). In a base64 session it takes every data message out, text and
+// binary: reads take the first half of the buffer, and the characters are
+// decoded into the second half, across frames (b64Decoder), and written
+// from there. The library reads a frame's header and its payload in two
+// reads, and its payload is one write: this costs one read and one write
+// for as many frames as the socket holds. It is sequential: a frame the
 // library reads goes to it before anything after it goes to the target.
 // The limit, masking, reserved bits and fragmentation of the messages
 // taken out are checked here as the library would; a frame whose header

@@ -475,15 +475,14 @@ func isNetError(err error) bool {
 		errors.Is(err, net.ErrClosed)
 }
 
-// clientToTarget relays the client messages the library reads to the
-// target until the client's side ends: the text messages of a binary
-// session, and the messages that began in the bytes read before the
-// hijack (clientReads' early bytes: the client may send frames once the
-// 101 is out, and the library reads these before the take-out starts).
-// The rest are taken out of the stream before
-// the library (clientReads.take). A buffer is taken from the pool only
-// while a message is being copied, so an idle session holds none on this
-// side.
+// clientToTarget relays the client messages the library reads to the target
+// until the client's side ends: the text messages of a binary session, and
+// the messages that began in the bytes read before the hijack (clientReads'
+// early bytes: the client may send frames once the 101 is out, and the
+// library reads these before the take-out starts). The rest are taken out
+// of the stream before the library (clientReads.take). A buffer is taken
+// from the pool only while a message is being copied, so an idle session
+// holds none on this side.
 func (s *session) clientToTarget() error {
 	ctx := context.Background()
 	strict := s.cfg.opts.StrictText && s.mode == Binary
