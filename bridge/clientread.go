@@ -91,6 +91,12 @@ type clientReads struct {
 	hdr    [14]byte
 	err    error // a read's error, for once the bytes before it are sifted
 	stream bool  // the last read was bulk: read the next into the held buffer
+
+	// pongParked's: what it read that was not a lone pong, which get
+	// returns first (peek[pi:pn]); its read, made once.
+	peek     [pongFrame + 1]byte
+	pi, pn   int8
+	peekRead func(fd uintptr)
 }
 
 // newClientReads wraps the hijacked conn; early is what the client sent
@@ -98,6 +104,7 @@ type clientReads struct {
 func newClientReads(conn net.Conn, early []byte) *clientReads {
 	c := &clientReads{Conn: conn}
 	c.parkState.conn = conn
+	c.taken = c.pongParked
 	if sc, ok := vectorConn(conn).(syscall.Conn); ok {
 		c.rc, _ = sc.SyscallConn()
 	}
@@ -176,6 +183,13 @@ func (c *clientReads) Read(p []byte) (int, error) {
 // deadline, and ends with errParked when it passes; a deadline passed
 // otherwise is retried without one, unless it is stop's.
 func (c *clientReads) get(b []byte, atRest bool) (int, error) {
+	if c.pi < c.pn {
+		n := copy(b, c.peek[c.pi:c.pn])
+		if c.pi += int8(n); c.pi == c.pn {
+			c.pi, c.pn = 0, 0
+		}
+		return n, nil
+	}
 	for {
 		if atRest {
 			c.arm()
@@ -491,6 +505,39 @@ func (c *clientReads) track(p []byte) int {
 		i++
 	}
 	return n
+}
+
+// pongParked is the parked client reader's taken (see parkState.quick):
+// when what the socket holds is a pong to the session's ping and nothing
+// else, it reads it there and reports it, and the reader stays parked. A
+// reader parks only between messages, with nothing held, so the pong
+// leaves the stream whole, as track would take it out. The ping of every
+// idle session, every ping_interval, costs a read system call this way
+// instead of a goroutine's start and its stack, and allocates nothing.
+// Bytes that are not a lone pong wait in peek for the woken reader (get).
+func (c *clientReads) pongParked() bool {
+	if c.pong == nil {
+		return false
+	}
+	if c.peekRead == nil {
+		c.peekRead = func(fd uintptr) {
+			n, err := syscall.Read(int(fd), c.peek[:])
+			c.pn = int8(max(n, 0))
+			if err != nil {
+				c.pn = -1
+			}
+		}
+	}
+	if c.rc.Control(c.peekRead) != nil || c.pn <= 0 {
+		c.pn = 0
+		return false // nothing after all, the FIN, or an error: the reader's to see
+	}
+	if int(c.pn) == pongFrame && isPong(c.peek[:pongFrame]) {
+		c.pn = 0
+		c.pong()
+		return true
+	}
+	return false
 }
 
 // isPong reports whether f is a client's final pong frame carrying

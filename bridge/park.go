@@ -16,11 +16,15 @@ import (
 // session ends) takes a parked reader back and wakes it, and no reader
 // parks again.
 type parkState struct {
-	conn  net.Conn        // for the deadlines
-	rc    syscall.RawConn // the socket's, for the parker
-	wake  func()          // runs the reader again; nil: never park
-	armed time.Time       // the park deadline, or zero
+	conn net.Conn        // for the deadlines
+	rc   syscall.RawConn // the socket's, for the parker
+	wake func()          // runs the reader again; nil: never park
+	// taken, when not nil, takes what a parked socket has without the
+	// reader, on the parker's goroutine, if it is all a pong: see quick.
+	taken func() bool
+	armed time.Time // the park deadline, or zero
 
+	w       parked     // what the parker keeps, once made (waiting)
 	mu      sync.Mutex // orders parking with stop
 	stopped bool       // the session ends: no more parking or park deadlines
 	parked  bool
@@ -77,13 +81,40 @@ func (p *parkState) park() bool {
 	}
 	p.conn.SetReadDeadline(time.Time{})
 	p.armed = time.Time{}
-	key, err := idle.park(p.rc, p.woken)
+	key, err := idle.park(p.rc, p.waiting())
 	if err != nil {
 		p.wake = nil // read on the goroutine from now on
 		return false
 	}
 	p.parked, p.key = true, key
 	return true
+}
+
+// waiting is what the parker keeps for the parked reader, made once (a
+// method value is an allocation).
+func (p *parkState) waiting() parked {
+	if p.w.wake == nil {
+		p.w.wake = p.woken
+		if p.taken != nil {
+			p.w.quick = p.quick
+		}
+	}
+	return p.w
+}
+
+// quick runs on the parker's goroutine when the parked socket is readable,
+// before woken: when taken takes what came, the reader stays parked, under
+// the same key, and no goroutine starts. Under mu, so that stop either
+// comes first (and the reader is woken) or finds it parked again; taken
+// may take the session's lock (the pong), which is never held by whoever
+// takes mu.
+func (p *parkState) quick(key uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped || !p.taken() {
+		return false
+	}
+	return idle.repark(p.rc, key, p.waiting()) == nil
 }
 
 // woken runs on the parker's goroutine for this reader.

@@ -18,7 +18,21 @@ type parker struct {
 
 	mu    sync.Mutex
 	next  uint64
-	waits map[uint64]func() // parked readers by key, what wakes each
+	waits map[uint64]parked // parked readers by key
+
+	// repark's epoll_ctl, made once: only the parker's goroutine reparks,
+	// and a reader's pong costs no allocation.
+	reEv  syscall.EpollEvent
+	reErr error
+	reCtl func(fd uintptr)
+}
+
+// parked is a parked reader's: wake starts it again on a goroutine of its
+// own; quick, when not nil, first tries on the parker's goroutine to take
+// what came without waking it, and then parks it again (repark).
+type parked struct {
+	wake  func()
+	quick func(key uint64) bool
 }
 
 var idle parker
@@ -29,7 +43,8 @@ func (p *parker) init() error {
 		if p.err != nil {
 			return
 		}
-		p.waits = make(map[uint64]func())
+		p.waits = make(map[uint64]parked)
+		p.reCtl = func(fd uintptr) { p.reErr = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &p.reEv) }
 		go p.loop()
 	})
 	return p.err
@@ -46,33 +61,31 @@ func (p *parker) loop() {
 		for _, ev := range events[:n] {
 			key := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 			p.mu.Lock()
-			wake := p.waits[key]
+			w := p.waits[key]
 			delete(p.waits, key)
 			p.mu.Unlock()
-			if wake != nil {
-				go wake()
+			if w.wake == nil || w.quick != nil && w.quick(key) {
+				continue
 			}
+			go w.wake()
 		}
 	}
 }
 
-// park adds rc's socket to the set, once: wake runs (on a goroutine of
+// park adds rc's socket to the set, once: w.wake runs (on a goroutine of
 // its own) when the socket is readable, unless cancel takes the key back
-// first. The socket stays in the set (disabled) until unpark.
-func (p *parker) park(rc syscall.RawConn, wake func()) (uint64, error) {
+// first, or w.quick takes what came. The socket stays in the set
+// (disabled) until unpark.
+func (p *parker) park(rc syscall.RawConn, w parked) (uint64, error) {
 	if err := p.init(); err != nil {
 		return 0, err
 	}
 	p.mu.Lock()
 	p.next++
 	key := p.next
-	p.waits[key] = wake
+	p.waits[key] = w
 	p.mu.Unlock()
-	ev := syscall.EpollEvent{
-		Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT,
-		Fd:     int32(uint32(key)),
-		Pad:    int32(uint32(key >> 32)),
-	}
+	ev := event(key)
 	var cerr error
 	err := rc.Control(func(fd uintptr) { cerr = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev) })
 	if err == nil {
@@ -83,6 +96,42 @@ func (p *parker) park(rc syscall.RawConn, wake func()) (uint64, error) {
 		return 0, err
 	}
 	return key, nil
+}
+
+// repark parks again, under the same key, a reader whose quick took what
+// came; only the parker's goroutine calls it (from quick).
+func (p *parker) repark(rc syscall.RawConn, key uint64, w parked) error {
+	p.mu.Lock()
+	p.waits[key] = w
+	p.mu.Unlock()
+	p.reEv = event(key)
+	err := rc.Control(p.reCtl)
+	if err == nil {
+		err = p.reErr
+	}
+	if err != nil {
+		p.cancel(key)
+	}
+	return err
+}
+
+// event is the epoll event of a parked reader: once, for bytes, the FIN
+// or an error.
+func event(key uint64) syscall.EpollEvent {
+	return syscall.EpollEvent{
+		Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT,
+		Fd:     int32(uint32(key)),
+		Pad:    int32(uint32(key >> 32)),
+	}
+}
+
+// recvNow reads what rc's socket holds, up to len(b), without waiting;
+// flags may add MSG_PEEK. false: nothing, or an error.
+func recvNow(rc syscall.RawConn, b []byte, flags int) (int, bool) {
+	var n int
+	var err error
+	cerr := rc.Control(func(fd uintptr) { n, _, err = syscall.Recvfrom(int(fd), b, flags|syscall.MSG_DONTWAIT) })
+	return n, cerr == nil && err == nil && n > 0
 }
 
 // cancel takes key back; false means its wake has run or is on its way.

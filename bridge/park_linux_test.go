@@ -199,3 +199,86 @@ func TestParkedClientReader(t *testing.T) {
 		t.Fatalf("close %d", code)
 	}
 }
+
+// TestPongsWhileParked: a parked client reader's pong to the session's
+// ping is taken on the parker's goroutine: the reader stays parked (no
+// goroutine runs for the parkAfter it would wait before parking again),
+// the pongs keep the session open well past the pong timeout, the bytes
+// after them reach the target, so do those the parker read that were not
+// a lone pong, and once the pongs stop the session closes with 1001.
+func TestPongsWhileParked(t *testing.T) {
+	conns := make(chan net.Conn, 1)
+	addr := target(t, func(c net.Conn) {
+		conns <- c
+		<-t.Context().Done()
+	})
+	b := startBridge(t, static(addr), nil, &bridge.Options{PingInterval: 300 * time.Millisecond, PongTimeout: 250 * time.Millisecond})
+	fc := rawWS(t, b.url, nil)
+	tc := <-conns
+	tc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	time.Sleep(parkWait / 2) // parked, between pings
+	base := runtime.NumGoroutine()
+	for range 6 {
+		_, op, p := fc.readFrame(t)
+		if op != opPing {
+			t.Fatalf("opcode %#x, want a ping", op)
+		}
+		fc.send(t, frame(true, 0, opPong, p, true))
+		// A woken reader runs for parkAfter (100 ms) before it parks
+		// again; a goroutine that lives through five samples over 40 ms
+		// is one. (Timer callbacks live for microseconds.)
+		run := 0
+		for range 20 {
+			time.Sleep(10 * time.Millisecond)
+			if runtime.NumGoroutine() > base {
+				run++
+			} else {
+				run = 0
+			}
+			if run == 5 {
+				t.Fatalf("goroutines %d, over the parked session's %d, for 40 ms after a pong", runtime.NumGoroutine(), base)
+			}
+		}
+	}
+	fc.send(t, frame(true, 0, opBinary, []byte("after the pongs"), true))
+	readExactly(t, tc, "after the pongs")
+	// What the parker reads that is not a lone pong goes to the reader:
+	// a pong with a message behind it, a pong in two pieces, a message
+	// (the reader parks again 100 ms after it) and then the pong. Before
+	// each, a ping answered with a lone pong lets the reader park.
+	pong := func() []byte {
+		t.Helper()
+		_, op, p := fc.readFrame(t)
+		if op != opPing {
+			t.Fatalf("opcode %#x, want a ping", op)
+		}
+		return frame(true, 0, opPong, p, true)
+	}
+	for i, send := range []func(pong []byte){
+		func(pong []byte) { fc.send(t, pong, frame(true, 0, opBinary, []byte("0"), true)) },
+		func(pong []byte) {
+			fc.send(t, pong[:5])
+			time.Sleep(50 * time.Millisecond)
+			fc.send(t, pong[5:], frame(true, 0, opBinary, []byte("1"), true))
+		},
+		func(pong []byte) {
+			fc.send(t, frame(true, 0, opBinary, []byte("2"), true))
+			time.Sleep(150 * time.Millisecond)
+			fc.send(t, pong)
+		},
+	} {
+		fc.send(t, pong())
+		send(pong())
+		readExactly(t, tc, string(rune('0'+i)))
+	}
+	for {
+		_, op, p := fc.readFrame(t)
+		if op == opPing {
+			continue // unanswered
+		}
+		if op != opClose || len(p) < 2 || int(p[0])<<8|int(p[1]) != 1001 {
+			t.Fatalf("opcode %#x %q; want close 1001", op, p)
+		}
+		break
+	}
+}

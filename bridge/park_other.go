@@ -15,9 +15,16 @@ var idle parker
 
 var errNoParking = errors.New("no parking on this system")
 
-func (*parker) park(syscall.RawConn, func()) (uint64, error) { return 0, errNoParking }
+type parked struct {
+	wake  func()
+	quick func(key uint64) bool
+}
+
+func (*parker) park(syscall.RawConn, parked) (uint64, error) { return 0, errNoParking }
+func (*parker) repark(syscall.RawConn, uint64, parked) error { return errNoParking }
 func (*parker) cancel(uint64) bool                           { return false }
 func (*parker) unpark(syscall.RawConn)                       {}
+func recvNow(syscall.RawConn, []byte, int) (int, bool)       { return 0, false }
 
 // canPark says that this system has no parker.
 const canPark = false
