@@ -521,7 +521,7 @@ func (c *clientReads) pongParked() bool {
 	}
 	if c.peekRead == nil {
 		c.peekRead = func(fd uintptr) {
-			n, err := syscall.Read(int(fd), c.peek[:])
+			n, err := readFD(fd, c.peek[:])
 			c.pn = int8(max(n, 0))
 			if err != nil {
 				c.pn = -1

@@ -125,15 +125,6 @@ func event(key uint64) syscall.EpollEvent {
 	}
 }
 
-// recvNow reads what rc's socket holds, up to len(b), without waiting;
-// flags may add MSG_PEEK. false: nothing, or an error.
-func recvNow(rc syscall.RawConn, b []byte, flags int) (int, bool) {
-	var n int
-	var err error
-	cerr := rc.Control(func(fd uintptr) { n, _, err = syscall.Recvfrom(int(fd), b, flags|syscall.MSG_DONTWAIT) })
-	return n, cerr == nil && err == nil && n > 0
-}
-
 // cancel takes key back; false means its wake has run or is on its way.
 func (p *parker) cancel(key uint64) bool {
 	p.mu.Lock()
@@ -148,6 +139,10 @@ func (p *parker) cancel(key uint64) bool {
 func (p *parker) unpark(rc syscall.RawConn) {
 	rc.Control(func(fd uintptr) { syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil) })
 }
+
+// readFD reads from a socket's descriptor (RawConn.Control's), without
+// waiting: the socket is non-blocking.
+func readFD(fd uintptr, b []byte) (int, error) { return syscall.Read(int(fd), b) }
 
 // canPark says that this system has a parker.
 const canPark = true
