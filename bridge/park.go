@@ -127,8 +127,17 @@ func (p *parkState) woken() {
 }
 
 // stop ends parking, with deadline for the reads still to come (zero:
-// none); a parked reader is taken back and woken to read.
+// none); a parked reader is taken back and woken to read, on a goroutine
+// of its own.
 func (p *parkState) stop(deadline time.Time) {
+	if p.take(deadline) {
+		go p.wake()
+	}
+}
+
+// take is stop, except that a parked reader taken back is the caller's to
+// run (wake), on its own goroutine: it returns whether it took one.
+func (p *parkState) take(deadline time.Time) bool {
 	p.mu.Lock()
 	p.stopped = true
 	p.conn.SetReadDeadline(deadline)
@@ -137,6 +146,6 @@ func (p *parkState) stop(deadline time.Time) {
 	p.mu.Unlock()
 	if mine {
 		idle.unpark(p.rc)
-		go p.wake()
 	}
+	return mine
 }

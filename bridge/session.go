@@ -397,7 +397,13 @@ func (s *session) finish(end ending, upDone, downDone bool) {
 		cw.CloseWrite()
 	}
 	if !downDone {
-		s.outp.reads.stop(deadline)
+		if s.outp.reads.stop(deadline) {
+			// A parked target reader makes its last reads here, not on a
+			// goroutine of its own: when many sessions end at once (a
+			// restart, a load balancer's drain), each costs one goroutine
+			// and stack fewer. Its end comes back through s.down.
+			s.targetPump()
+		}
 		<-s.down
 	}
 	s.tc.Close()

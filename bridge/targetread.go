@@ -57,14 +57,15 @@ func (r *targetReads) done(bp *[]byte) {
 	}
 }
 
-// stop bounds the reads still to come by deadline, as the session ends;
-// a parked reader is woken to make them.
-func (r *targetReads) stop(deadline time.Time) {
+// stop bounds the reads still to come by deadline, as the session ends.
+// It returns true when it took a parked reader back: the caller runs the
+// reader (the target pump) to make them.
+func (r *targetReads) stop(deadline time.Time) bool {
 	if r.raw != nil {
-		r.raw.stop(deadline)
-		return
+		return r.raw.take(deadline)
 	}
 	r.conn.SetReadDeadline(deadline)
+	return false
 }
 
 // close gives back the held buffer.
