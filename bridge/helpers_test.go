@@ -224,3 +224,21 @@ func readExactly(t testing.TB, c net.Conn, want string) {
 		t.Fatalf("target read %q, %v; want %q", got, err, want)
 	}
 }
+
+// rawSession opens a session through a bridge with opts, for a raw client
+// that sends first with its request, to a target that holds its end of
+// the connection; it returns the client and that end, whose reads give up
+// after 10 s.
+func rawSession(t *testing.T, opts *bridge.Options, first []byte) (*frameConn, net.Conn) {
+	t.Helper()
+	conns := make(chan net.Conn, 1)
+	addr := target(t, func(c net.Conn) {
+		conns <- c
+		<-t.Context().Done()
+	})
+	b := startBridge(t, static(addr), nil, opts)
+	fc := rawWS(t, b.url, first)
+	tc := <-conns
+	tc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	return fc, tc
+}

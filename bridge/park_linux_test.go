@@ -149,17 +149,9 @@ func TestParkedSessionsEnd(t *testing.T) {
 // payload and between the fragments of a message, has every byte reach
 // the target in order, and its session keeps working.
 func TestParkedClientReader(t *testing.T) {
-	conns := make(chan net.Conn, 1)
-	addr := target(t, func(c net.Conn) {
-		conns <- c
-		<-t.Context().Done()
-	})
-	b := startBridge(t, static(addr), nil, nil)
 	// The request comes with a frame and a half.
 	more := frame(true, 0, opBinary, []byte("more "), true)
-	fc := rawWS(t, b.url, append(frame(true, 0, opBinary, []byte("early "), true), more[:4]...))
-	tc := <-conns
-	tc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	fc, tc := rawSession(t, nil, append(frame(true, 0, opBinary, []byte("early "), true), more[:4]...))
 	readTarget := func(want string) { t.Helper(); readExactly(t, tc, want) }
 	readTarget("early ")
 	time.Sleep(parkWait)
@@ -207,15 +199,7 @@ func TestParkedClientReader(t *testing.T) {
 // after them reach the target, so do those the parker read that were not
 // a lone pong, and once the pongs stop the session closes with 1001.
 func TestPongsWhileParked(t *testing.T) {
-	conns := make(chan net.Conn, 1)
-	addr := target(t, func(c net.Conn) {
-		conns <- c
-		<-t.Context().Done()
-	})
-	b := startBridge(t, static(addr), nil, &bridge.Options{PingInterval: 300 * time.Millisecond, PongTimeout: 250 * time.Millisecond})
-	fc := rawWS(t, b.url, nil)
-	tc := <-conns
-	tc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	fc, tc := rawSession(t, &bridge.Options{PingInterval: 300 * time.Millisecond, PongTimeout: 250 * time.Millisecond}, nil)
 	time.Sleep(parkWait / 2) // parked, between pings
 	base := runtime.NumGoroutine()
 	for range 6 {

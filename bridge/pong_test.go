@@ -1,7 +1,6 @@
 package bridge_test
 
 import (
-	"net"
 	"testing"
 	"time"
 
@@ -15,15 +14,7 @@ import (
 // some other payload does not count, and the session ends with 1001
 // "Pong timeout".
 func TestPongsTakenOut(t *testing.T) {
-	conns := make(chan net.Conn, 1)
-	addr := target(t, func(c net.Conn) {
-		conns <- c
-		<-t.Context().Done()
-	})
-	b := startBridge(t, static(addr), nil, &bridge.Options{PingInterval: 100 * time.Millisecond, PongTimeout: 400 * time.Millisecond})
-	fc := rawWS(t, b.url, nil)
-	tc := <-conns
-	tc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	fc, tc := rawSession(t, &bridge.Options{PingInterval: 100 * time.Millisecond, PongTimeout: 400 * time.Millisecond}, nil)
 	readTarget := func(want string) { t.Helper(); readExactly(t, tc, want) }
 	ping := func() []byte {
 		t.Helper()
