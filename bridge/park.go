@@ -135,8 +135,9 @@ func (p *parkState) stop(deadline time.Time) {
 	}
 }
 
-// take is stop, except that a parked reader taken back is the caller's to
-// run (wake), on its own goroutine: it returns whether it took one.
+// take is stop, except that a parked reader taken back is left for the
+// caller to run (wake) on a goroutine it already has: it returns whether
+// it took one.
 func (p *parkState) take(deadline time.Time) bool {
 	p.mu.Lock()
 	p.stopped = true
