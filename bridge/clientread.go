@@ -115,12 +115,9 @@ func newClientReads(conn net.Conn, early []byte) *clientReads {
 // take starts the take-out of data messages (see clientReads), before
 // the first read: data gets their bytes (decoded, with b64), limit bounds
 // a message on the wire, a frame is written once chunk bytes of it (or
-// all) are in, and pool lends the buffers.
-func (c *clientReads) take(data func(v *net.Buffers) error, limit int64, chunk int, pool *sync.Pool, b64 bool) {
-	c.data, c.limit, c.chunk, c.pool, c.b64 = data, limit, chunk, pool, b64
-	bp := pool.Get().(*[]byte)
-	c.most = len(*bp)
-	pool.Put(bp)
+// all) are in, and pool lends the buffers, of size bytes.
+func (c *clientReads) take(data func(v *net.Buffers) error, limit int64, chunk int, pool *sync.Pool, size int, b64 bool) {
+	c.data, c.limit, c.chunk, c.pool, c.most, c.b64 = data, limit, chunk, pool, size, b64
 	if b64 {
 		// The characters of chunk bytes, as the library's path reads them
 		// (copyMessage); the second half takes what they decode to.

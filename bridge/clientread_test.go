@@ -102,7 +102,7 @@ func TestClientReadsSift(t *testing.T) {
 		}
 
 		a, b := testenv.TCPPair(t)
-		pool := &sync.Pool{New: func() any { p := make([]byte, 4096); return &p }}
+		pool := heldPool()
 		c := newClientReads(b, nil)
 		var got []byte
 		var gotAt []int
@@ -117,7 +117,7 @@ func TestClientReadsSift(t *testing.T) {
 				}
 			}
 			return nil
-		}, largest, chunk, pool, b64) // a limit that the largest message meets
+		}, largest, chunk, pool, heldSize, b64) // a limit that the largest message meets
 		taken := 0
 		c.pong = func() { taken++ }
 
@@ -207,13 +207,13 @@ func TestClientReadsPongHeld(t *testing.T) {
 // whose header comes in two reads goes to the library whole.
 func TestClientReadsSplitHeader(t *testing.T) {
 	a, b := testenv.TCPPair(t)
-	pool := &sync.Pool{New: func() any { p := make([]byte, 4096); return &p }}
+	pool := heldPool()
 	c := newClientReads(b, nil)
 	got := make(chan string, 1)
 	c.take(func(v *net.Buffers) error {
 		got <- string(bytes.Join(*v, nil))
 		return nil
-	}, 100, 1000, pool, false)
+	}, 100, 1000, pool, heldSize, false)
 	ping := wsframe.AppendClient(nil, true, 0x9, []byte("hi"), 7)
 	buf := make([]byte, 512)
 	stuck := time.AfterFunc(10*time.Second, func() { b.Close() })
@@ -329,12 +329,20 @@ func TestClientReadsBase64(t *testing.T) {
 	}
 }
 
+// heldSize is the size of the tests' held buffers, small enough that
+// reads fill them and partial frames move.
+const heldSize = 4096
+
+func heldPool() *sync.Pool {
+	return &sync.Pool{New: func() any { p := make([]byte, heldSize); return &p }}
+}
+
 // taking returns a clientReads on one end of a loopback pair, taking
 // messages out (base64 with b64) with a limit of 100 bytes, a chunk of
 // 1000 and held buffers of 4 KiB, the other end, and what it writes.
 func taking(t *testing.T, b64 bool) (net.Conn, *clientReads, *[]byte) {
 	a, b := testenv.TCPPair(t)
-	pool := &sync.Pool{New: func() any { p := make([]byte, 4096); return &p }}
+	pool := heldPool()
 	c := newClientReads(b, nil)
 	got := new([]byte)
 	c.take(func(v *net.Buffers) error {
@@ -342,7 +350,7 @@ func taking(t *testing.T, b64 bool) (net.Conn, *clientReads, *[]byte) {
 			*got = append(*got, p...)
 		}
 		return nil
-	}, 100, 1000, pool, b64)
+	}, 100, 1000, pool, heldSize, b64)
 	return a, c, got
 }
 

@@ -259,8 +259,9 @@ type Server struct {
 	log      *slog.Logger
 	obs      Observer
 	bufs     sync.Pool // *[]byte of bufSize, the first ReadSize
-	bulkBufs sync.Pool // *[]byte of bulkReadSize, when larger than bufSize
+	bulkBufs sync.Pool // *[]byte of bulkSize
 	bufSize  int
+	bulkSize int // bulkReadSize, or bufSize when larger
 	limits   atomic.Pointer[Limits]
 	clients  atomic.Pointer[ratelimit.Clients]      // nil when off
 	slots    ratelimit.Counter                      // per target and per token
@@ -299,12 +300,13 @@ func New(r targets.Resolver, opts *Options) *Server {
 	s.totalBW[0].Store(ratelimit.NewBandwidth(l.TotalBandwidthIn))
 	s.totalBW[1].Store(ratelimit.NewBandwidth(l.TotalBandwidthOut))
 	s.bufSize = o.ReadSize
+	s.bulkSize = max(bulkReadSize, s.bufSize)
 	s.bufs.New = func() any {
 		b := make([]byte, s.bufSize)
 		return &b
 	}
 	s.bulkBufs.New = func() any {
-		b := make([]byte, max(bulkReadSize, s.bufSize))
+		b := make([]byte, s.bulkSize)
 		return &b
 	}
 	return s

@@ -211,7 +211,7 @@ func (s *session) begin(tk *ticket) {
 	if canPark && s.cr.rc != nil {
 		s.cr.wake = s.clientPump
 	}
-	s.cr.take(s.takeOut, s.limit, s.in.chunk, &s.srv.bulkBufs, s.mode == Base64)
+	s.cr.take(s.takeOut, s.limit, s.in.chunk, &s.srv.bulkBufs, s.srv.bulkSize, s.mode == Base64)
 	go s.clientPump()
 	go s.targetPump()
 }
