@@ -518,15 +518,12 @@ func (c *clientReads) pongParked() bool {
 	}
 	if c.peekRead == nil {
 		c.peekRead = func(fd uintptr) {
-			n, err := readFD(fd, c.peek[:])
-			c.pn = int8(max(n, 0))
-			if err != nil {
-				c.pn = -1
+			if n, err := readFD(fd, c.peek[:]); err == nil {
+				c.pn = int8(n)
 			}
 		}
 	}
-	if c.rc.Control(c.peekRead) != nil || c.pn <= 0 {
-		c.pn = 0
+	if c.rc.Control(c.peekRead) != nil || c.pn == 0 {
 		return false // nothing after all, the FIN, or an error: the reader's to see
 	}
 	if int(c.pn) == pongFrame && isPong(c.peek[:pongFrame]) {
