@@ -441,13 +441,17 @@ func (c *clientReads) decode(seg []byte, last bool) ([]byte, error) {
 }
 
 // unmask XORs b with a masking key (RFC 6455 5.3) whose first byte is
-// key's lowest, and returns the key turned for the byte after b. It is
-// internal/wsframe's Mask, which the load tool and the tests use: bridge
-// may import only targets and ratelimit of this module (DESIGN.md
-// section 3), and wsframe's tests cover the loop.
+// key's lowest, and returns the key turned for the byte after b. Its
+// loops are internal/wsframe's Mask, which the load tool and the tests
+// use: bridge may import only targets and ratelimit of this module
+// (DESIGN.md section 3), and TestUnmask holds the two equal.
+//
+// Where the CPU has them, vector instructions do the bulk first
+// (unmaskWide, 32 bytes an instruction): the loops below then do what is
+// left, or else all of b.
 func unmask(b []byte, key uint32) uint32 {
 	k := uint64(key) | uint64(key)<<32
-	i := 0
+	i := unmaskWide(b, k)
 	for ; len(b)-i >= 32; i += 32 {
 		s := b[i : i+32 : i+32]
 		binary.LittleEndian.PutUint64(s[0:], binary.LittleEndian.Uint64(s[0:])^k)

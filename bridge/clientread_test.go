@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -365,19 +366,70 @@ func firstDiff(a, b []byte) int {
 // TestUnmask: bridge's copy of wsframe.Mask (see unmask) gives the same
 // bytes and key for every length up to 100, cut at every place.
 func TestUnmask(t *testing.T) {
-	for n := range 100 {
-		p := make([]byte, n)
-		for i := range p {
-			p[i] = byte(i*13 + 5)
+	paths := []bool{false}
+	if wideAVX2 {
+		paths = append(paths, true)
+	}
+	defer func(v bool) { wideAVX2 = v }(wideAVX2)
+	for _, wide := range paths {
+		wideAVX2 = wide
+		lengths := []int{1000, 4096 + 37, 64<<10 + 5}
+		for n := range 300 {
+			lengths = append(lengths, n)
 		}
-		want := bytes.Clone(p)
-		wantKey := wsframe.Mask(want, 0xdeadbeef)
-		for cut := range n + 1 {
-			got := bytes.Clone(p)
-			key := unmask(got[cut:], unmask(got[:cut], 0xdeadbeef))
-			if !bytes.Equal(got, want) || key != wantKey {
-				t.Fatalf("length %d cut at %d: %x key %#x, want %x key %#x", n, cut, got, key, want, wantKey)
+		for _, n := range lengths {
+			p := make([]byte, n)
+			for i := range p {
+				p[i] = byte(i*13 + 5)
 			}
+			want := bytes.Clone(p)
+			wantKey := wsframe.Mask(want, 0xdeadbeef)
+			cuts := []int{0, 1, n / 3, n}
+			if n < 300 {
+				cuts = cuts[:0]
+				for cut := range n + 1 {
+					cuts = append(cuts, cut)
+				}
+			}
+			for _, cut := range cuts {
+				// Guard bytes either side catch a vector loop that strays.
+				buf := make([]byte, n+64)
+				got := buf[32 : 32+n]
+				copy(got, p)
+				key := unmask(got[cut:], unmask(got[:cut], 0xdeadbeef))
+				if !bytes.Equal(got, want) || key != wantKey {
+					t.Fatalf("wide %v, length %d cut at %d: key %#x, want %#x; bytes differ: %v", wide, n, cut, key, wantKey, !bytes.Equal(got, want))
+				}
+				if zero := make([]byte, 32); !bytes.Equal(buf[:32], zero) || !bytes.Equal(buf[32+n:], zero) {
+					t.Fatalf("wide %v, length %d cut at %d: bytes outside the slice changed", wide, n, cut)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkUnmask sets the vector loop beside the portable one, on a 64
+// KiB message and on a 256 KiB read (the take-out's largest).
+func BenchmarkUnmask(b *testing.B) {
+	defer func(v bool) { wideAVX2 = v }(wideAVX2)
+	avx2 := wideAVX2
+	for _, size := range []int{64 << 10, 256 << 10} {
+		p := make([]byte, size)
+		for _, wide := range []bool{false, true} {
+			name := fmt.Sprintf("%dKiB/portable", size>>10)
+			if wide {
+				if !avx2 {
+					continue
+				}
+				name = fmt.Sprintf("%dKiB/avx2", size>>10)
+			}
+			b.Run(name, func(b *testing.B) {
+				wideAVX2 = wide
+				b.SetBytes(int64(size))
+				for b.Loop() {
+					unmask(p, 0xdeadbeef)
+				}
+			})
 		}
 	}
 }
