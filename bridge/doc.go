@@ -19,8 +19,9 @@
 //     target is a 502, or a 404 when a token chose it, so tokens cannot be
 //     probed; a target outside the allowlist is a 404 as well.
 //  5. websocket.Accept answers 101; two pumps relay bytes, one per
-//     direction, with pooled buffers and no allocation per message; the
-//     owner goroutine sends pings and watches the idle and lifetime limits.
+//     direction, with pooled buffers and no allocation per message. One
+//     goroutine for all sessions (pinger) sends the keepalive pings;
+//     timers watch the pongs and the idle and lifetime limits.
 //  6. The first side to end decides the close code (see the table in the
 //     README), and finish closes both sides without losing a byte.
 //  7. One log line records the session.

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -100,6 +101,14 @@ type frameWriter struct {
 	frames  frameCursor // through what the library wrote
 	closed  bool        // a close frame went out: nothing may follow it
 	pingDue bool        // a ping waits for the current frame to end
+
+	// tryPing's write without waiting: vec's raw connection (nil with
+	// TLS, or where there is none) and the write, made on first use, with
+	// what it wrote.
+	rc      syscall.RawConn
+	pingW   func(fd uintptr) bool
+	pingN   int
+	pingErr error
 }
 
 // pingPayload is the payload of the session's pings, and pingFrame the
@@ -113,8 +122,14 @@ const pingPayload = "wsbridge"
 // keep it.
 var pingFrame = []byte("\x89\x08" + pingPayload)
 
-func newFrameWriter(conn net.Conn, timeout time.Duration) *frameWriter {
-	return &frameWriter{conn: conn, vec: vectorConn(conn), timeout: timeout}
+// newFrameWriter writes to conn; rc, if not nil, is the raw connection of
+// the socket under it (clientReads has it), for tryPing.
+func newFrameWriter(conn net.Conn, timeout time.Duration, rc syscall.RawConn) *frameWriter {
+	w := &frameWriter{conn: conn, vec: vectorConn(conn), timeout: timeout}
+	if w.vec != nil {
+		w.rc = rc
+	}
+	return w
 }
 
 // bufferSize is the size for the library's buffered writer over w.
@@ -223,6 +238,51 @@ func (w *frameWriter) ping() {
 	defer w.mu.Unlock()
 	w.pingDue = true
 	w.pingIfDue()
+}
+
+// tryPing is ping for the pinger's goroutine, which must not wait. It
+// writes the ping at once, without waiting for room in the socket, or
+// leaves it to the end of the frame being written, as ping does; it
+// returns false, having done nothing, when the ping could only wait: for
+// the writer (busy, or gathering), for TLS, or for a full socket. The
+// caller then sends it with ping on a goroutine of its own.
+func (w *frameWriter) tryPing() bool {
+	if w.rc == nil || !w.mu.TryLock() {
+		return false
+	}
+	if w.g != nil {
+		w.mu.Unlock()
+		return false
+	}
+	if w.closed || !w.frames.between() {
+		w.pingDue = !w.closed // the frame's last Write sends it
+		w.mu.Unlock()
+		return true
+	}
+	if w.pingW == nil {
+		w.pingW = func(fd uintptr) bool {
+			w.pingN, w.pingErr = writeFD(fd, pingFrame)
+			return true // never wait
+		}
+	}
+	w.pingN, w.pingErr = 0, nil
+	w.rc.Write(w.pingW)
+	switch n := w.pingN; {
+	case n == len(pingFrame):
+		w.mu.Unlock()
+		return true
+	case n > 0:
+		// Part of the frame went: its rest must follow before anything
+		// else, and may have to wait, on a goroutine that then lets mu go.
+		go func() {
+			defer w.mu.Unlock()
+			w.deadline()
+			w.conn.Write(pingFrame[n:])
+		}()
+		return true
+	}
+	w.mu.Unlock()
+	return false
 }
 
 // pingIfDue writes the ping asked for once the stream is between frames;

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -14,7 +15,8 @@ import (
 // TestFrameWriterPings writes frames the way the library does (a header
 // and payload in pieces of any size, some gathered between start and
 // release, plain socket and not) with pings asked for at every point in
-// between, then a close frame and more pings. On the wire every frame must
+// between, the pinger's way (tryPing, then ping when it cannot) or ping's,
+// then a close frame and more pings. On the wire every frame must
 // be whole, the data in order, a ping after every request (asked while
 // another waits, they are one), and nothing after the close.
 func TestFrameWriterPings(t *testing.T) {
@@ -38,10 +40,15 @@ func TestFrameWriterPings(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		w := newFrameWriter(c, time.Second)
+		var rc syscall.RawConn
+		if plain {
+			rc, _ = c.(*net.TCPConn).SyscallConn()
+		}
+		w := newFrameWriter(c, time.Second, rc)
 		if !plain {
 			w.vec = nil // as on TLS: no gathering
 		}
+		quick := 0 // pings tryPing took
 		rng := rand.New(rand.NewPCG(1, 2))
 		var want [][]byte // data payloads in order
 		asked := 0
@@ -57,7 +64,11 @@ func TestFrameWriterPings(t *testing.T) {
 			gathered := rng.IntN(2) == 0 && w.start(size)
 			for len(frame) > 0 {
 				if rng.IntN(3) == 0 {
-					w.ping()
+					if rng.IntN(2) == 0 && w.tryPing() {
+						quick++
+					} else {
+						w.ping()
+					}
 					asked++
 				}
 				k := min(len(frame), 1+rng.IntN(400))
@@ -118,7 +129,10 @@ func TestFrameWriterPings(t *testing.T) {
 		if !closed || pings == 0 || pings > asked {
 			t.Fatalf("plain=%v: closed %v, %d pings for %d asked", plain, closed, pings, asked)
 		}
-		t.Logf("plain=%v: %d pings for %d asked", plain, pings, asked)
+		if plain && canPark && quick == 0 || !plain && quick > 0 {
+			t.Fatalf("plain=%v: tryPing took %d pings", plain, quick)
+		}
+		t.Logf("plain=%v: %d pings for %d asked, %d by tryPing", plain, pings, asked, quick)
 	}
 }
 

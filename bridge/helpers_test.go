@@ -21,8 +21,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// The parker's epoll loop is one per process, for good.
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/wsbridge/wsbridge/bridge.(*parker).loop"))
+	// The parker's epoll loop and the pinger's are one per process, for good.
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("github.com/wsbridge/wsbridge/bridge.(*parker).loop"),
+		goleak.IgnoreAnyFunction("github.com/wsbridge/wsbridge/bridge.(*pinger).loop"))
 }
 
 // tbWriter sends log lines to the test log.

@@ -55,7 +55,7 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	brw.Reader = br
 	// net/http flushed its writer before handing it over.
-	h.fw = newFrameWriter(conn, h.timeout)
+	h.fw = newFrameWriter(conn, h.timeout, h.cr.rc)
 	brw.Writer = bufio.NewWriterSize(h.fw, h.fw.bufferSize())
 	return h.cr, brw, nil
 }

@@ -25,6 +25,7 @@ func (*parker) repark(syscall.RawConn, uint64, parked) error { return errNoParki
 func (*parker) cancel(uint64) bool                           { return false }
 func (*parker) unpark(syscall.RawConn)                       {}
 func readFD(uintptr, []byte) (int, error)                    { return 0, errNoParking }
+func writeFD(uintptr, []byte) (int, error)                   { return 0, errNoParking }
 
 // canPark says that this system has no parker.
 const canPark = false

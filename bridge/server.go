@@ -599,7 +599,7 @@ func (s *Server) open(c *config, w http.ResponseWriter, r *http.Request, cc *cli
 		}
 	}
 
-	sess := &session{srv: s, cfg: c, target: t, label: label, mode: mode, tc: tc, log: log, ping: set.PingInterval, ended: make(chan struct{}), outEnded: make(chan struct{})}
+	sess := &session{srv: s, cfg: c, target: t, label: label, mode: mode, tc: tc, log: log, ping: set.PingInterval, pingIdx: -1, ended: make(chan struct{}), outEnded: make(chan struct{})}
 	tin, tout := s.targetBandwidth(t)
 	lim := s.limits.Load()
 	sess.in = newDirection("in", c.opts.ReadSize, ratelimit.NewBandwidth(lim.SessionBandwidthIn), tin, s.totalBW[0].Load())

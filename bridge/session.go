@@ -100,14 +100,17 @@ type session struct {
 	end     *ending
 	started bool // begin ran; before that, an ending waits for it
 	tk      *ticket
-	up      chan error // the client reader's result, once the session is ending
-	down    chan error // the target reader's
-	pingT   *time.Timer
+	up      chan error  // the client reader's result, once the session is ending
+	down    chan error  // the target reader's
 	pongT   *time.Timer // the pong deadline of the ping out
 	idleT   *time.Timer
 	lifeT   *time.Timer
 	pingOut bool  // a ping waits for its pong
 	waited  int64 // targetWait when it was sent
+
+	// The next ping's place in the pinger's schedule, under pings.mu.
+	pingAt  time.Duration // since the pinger's base
+	pingIdx int           // in its queue; -1 when not scheduled
 
 	in, out   direction     // byte limits, client to target and back
 	outp      *outPump      // the target-to-client pump's state
@@ -194,7 +197,7 @@ func (s *session) begin(tk *ticket) {
 		return
 	}
 	if s.ping > 0 {
-		s.pingT = time.AfterFunc(s.ping, s.pingNow)
+		pings.add(s)
 		s.pongT = time.AfterFunc(time.Hour, s.pongLate)
 		s.pongT.Stop()
 		s.cr.pong = s.ponged
@@ -257,7 +260,10 @@ func (s *session) pumpDone(up bool, err error) {
 // conclude closes the session's sides after its ending e; upDone and
 // downDone say which pumps have returned already.
 func (s *session) conclude(e ending, upDone, downDone bool) {
-	for _, t := range []*time.Timer{s.pingT, s.pongT, s.idleT, s.lifeT} {
+	if s.ping > 0 {
+		pings.remove(s)
+	}
+	for _, t := range []*time.Timer{s.pongT, s.idleT, s.lifeT} {
 		if t != nil {
 			t.Stop()
 		}
@@ -268,9 +274,10 @@ func (s *session) conclude(e ending, upDone, downDone bool) {
 	s.srv.ended(s, e)
 }
 
-// pingNow runs on the ping timer: a ping goes out (frameWriter.ping) and
-// the pong deadline starts. onPong arms the next ping; pongLate judges a
-// ping whose pong did not come in time.
+// pingNow runs on the pinger's goroutine when the session's ping is due: a
+// ping goes out (frameWriter.tryPing, or ping on a goroutine when it would
+// have to wait) and the pong deadline starts. ponged schedules the next
+// ping; pongLate judges a ping whose pong did not come in time.
 func (s *session) pingNow() {
 	s.mu.Lock()
 	if s.end != nil {
@@ -281,7 +288,9 @@ func (s *session) pingNow() {
 	s.waited = s.targetWait.Load()
 	s.pongT.Reset(s.cfg.opts.PongTimeout)
 	s.mu.Unlock()
-	s.fw.ping()
+	if !s.fw.tryPing() {
+		go s.fw.ping()
+	}
 }
 
 // onPong is the library's report of a pong, on the client reader's
@@ -303,7 +312,7 @@ func (s *session) ponged() {
 	s.pingOut = false
 	s.pongT.Stop()
 	if s.end == nil {
-		s.pingT.Reset(s.ping)
+		pings.add(s)
 	}
 }
 
@@ -319,7 +328,7 @@ func (s *session) pongLate() {
 	s.pingOut = false
 	excused := s.waitStart.Load() != 0 || s.targetWait.Load() != s.waited
 	if excused {
-		s.pingT.Reset(s.ping)
+		pings.add(s)
 	}
 	s.mu.Unlock()
 	if excused {

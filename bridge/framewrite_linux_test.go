@@ -1,0 +1,117 @@
+package bridge
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestTryPingWaits has tryPing refuse the two pings it could only wait
+// for, a busy writer's and a full socket's, which ping then sends after
+// what is ahead of them, whole.
+func TestTryPingWaits(t *testing.T) {
+	// The peer's receive buffer is small from its start (its listener's),
+	// so that few pings fill it; shrunk later, it would stall TCP.
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) {
+			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<10)
+		})
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	peer, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	c.(*net.TCPConn).SetWriteBuffer(4 << 10)
+	rc, _ := c.(*net.TCPConn).SyscallConn()
+	w := newFrameWriter(c, 10*time.Second, rc)
+
+	// A frame far larger than the socket holds: its write waits for the
+	// peer, with the writer's lock held.
+	big := make([]byte, 4<<20)
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := w.Write(append(appendHeader(nil, 0x2, len(big)), big...))
+		wrote <- err
+	}()
+	for w.mu.TryLock() { // until the write holds the lock
+		w.mu.Unlock()
+		time.Sleep(time.Millisecond)
+	}
+	if w.tryPing() {
+		t.Fatal("tryPing took a ping while the writer was busy")
+	}
+	go w.ping() // as the pinger does
+
+	// The peer reads the big frame and the ping behind it.
+	r := bufio.NewReader(peer)
+	want := func(wantOp byte, size int) {
+		t.Helper()
+		op, p, err := readServerFrame(r)
+		if err != nil || op != wantOp || len(p) != size {
+			t.Fatalf("got opcode %#x, %d bytes, %v; want opcode %#x, %d bytes", op, len(p), err, wantOp, size)
+		}
+	}
+	want(0x2, len(big))
+	want(0x9, len(pingPayload))
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	// Now pings alone, tried until the socket, which the peer does not
+	// read, is full. A ping the socket takes part of has its rest written
+	// by a goroutine holding the writer, which tryPing then refuses too.
+	took := 0
+	for {
+		if took > 1<<20 {
+			t.Fatal("the socket never filled")
+		}
+		if w.tryPing() {
+			took++
+			continue
+		}
+		if !w.mu.TryLock() {
+			continue // the rest of a ping, waiting
+		}
+		// Refused for the writer (the rest of a ping, just done) or for
+		// the socket: what its last write did tells.
+		full := w.pingN <= 0 && errors.Is(w.pingErr, syscall.EAGAIN)
+		w.mu.Unlock()
+		if full {
+			break
+		}
+	}
+	read := make(chan error, 1)
+	go func() {
+		for i := range took + 1 {
+			op, p, err := readServerFrame(r)
+			if err == nil && (op != 0x9 || string(p) != pingPayload) {
+				err = fmt.Errorf("frame %d: opcode %#x, %q, want the ping", i, op, p)
+			}
+			if err != nil {
+				read <- err
+				return
+			}
+		}
+		read <- nil
+	}()
+	w.ping() // waits for the peer
+	if err := <-read; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the socket took %d pings before it was full", took)
+}
