@@ -108,6 +108,14 @@ func newClientReads(conn net.Conn, early []byte) *clientReads {
 	if sc, ok := vectorConn(conn).(syscall.Conn); ok {
 		c.rc, _ = sc.SyscallConn()
 	}
+	if c.rc != nil {
+		// Made now, so that the first pong allocates nothing either.
+		c.peekRead = func(fd uintptr) {
+			if n, err := readFD(fd, c.peek[:]); err == nil {
+				c.pn = int8(n)
+			}
+		}
+	}
 	c.track(early) // the library reads these as they are: nothing taken out
 	return c
 }
@@ -517,15 +525,8 @@ func (c *clientReads) track(p []byte) int {
 // instead of a goroutine's start and its stack, and allocates nothing.
 // Bytes that are not a lone pong wait in peek for the woken reader (get).
 func (c *clientReads) pongParked() bool {
-	if c.pong == nil {
+	if c.pong == nil || c.peekRead == nil {
 		return false
-	}
-	if c.peekRead == nil {
-		c.peekRead = func(fd uintptr) {
-			if n, err := readFD(fd, c.peek[:]); err == nil {
-				c.pn = int8(n)
-			}
-		}
 	}
 	if c.rc.Control(c.peekRead) != nil || c.pn == 0 {
 		return false // nothing after all, the FIN, or an error: the reader's to see

@@ -103,8 +103,8 @@ type frameWriter struct {
 	pingDue bool        // a ping waits for the current frame to end
 
 	// tryPing's write without waiting: vec's raw connection (nil with
-	// TLS, or where there is none) and the write, made on first use, with
-	// what it wrote.
+	// TLS, or where there is none) and the write, made with the writer so
+	// that the first ping allocates nothing either, with what it wrote.
 	rc      syscall.RawConn
 	pingW   func(fd uintptr) bool
 	pingN   int
@@ -126,8 +126,12 @@ var pingFrame = []byte("\x89\x08" + pingPayload)
 // the socket under it (clientReads has it), for tryPing.
 func newFrameWriter(conn net.Conn, timeout time.Duration, rc syscall.RawConn) *frameWriter {
 	w := &frameWriter{conn: conn, vec: vectorConn(conn), timeout: timeout}
-	if w.vec != nil {
+	if w.vec != nil && rc != nil {
 		w.rc = rc
+		w.pingW = func(fd uintptr) bool {
+			w.pingN, w.pingErr = writeFD(fd, pingFrame)
+			return true // never wait
+		}
 	}
 	return w
 }
@@ -259,12 +263,9 @@ func (w *frameWriter) tryPing() bool {
 		w.mu.Unlock()
 		return true
 	}
-	if w.pingW == nil {
-		w.pingW = func(fd uintptr) bool {
-			w.pingN, w.pingErr = writeFD(fd, pingFrame)
-			return true // never wait
-		}
-	}
+	// The write never waits, but a deadline an earlier write left, long
+	// past for a quiet session, would refuse it before it is tried.
+	w.conn.SetWriteDeadline(time.Time{})
 	w.pingN, w.pingErr = 0, nil
 	w.rc.Write(w.pingW)
 	switch n := w.pingN; {

@@ -115,3 +115,39 @@ func TestTryPingWaits(t *testing.T) {
 	}
 	t.Logf("the socket took %d pings before it was full", took)
 }
+
+// TestTryPingAfterDeadline: a quiet session's last write left a deadline
+// long past when its ping falls due; tryPing still writes the ping itself.
+func TestTryPingAfterDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	peer, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	rc, _ := c.(*net.TCPConn).SyscallConn()
+	w := newFrameWriter(c, time.Millisecond, rc)
+	if _, err := w.Write(appendHeader(nil, 0x2, 0)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // the write's deadline passes
+	if !w.tryPing() {
+		t.Fatalf("tryPing refused: wrote %d, %v", w.pingN, w.pingErr)
+	}
+	r := bufio.NewReader(peer)
+	for _, want := range []byte{0x2, 0x9} {
+		op, _, err := readServerFrame(r)
+		if err != nil || op != want {
+			t.Fatalf("opcode %#x, %v; want %#x", op, err, want)
+		}
+	}
+}

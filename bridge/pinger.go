@@ -6,14 +6,16 @@ import (
 	"time"
 )
 
-// pinger sends every session's keepalive pings from one goroutine. A timer
-// per session (time.AfterFunc) starts a goroutine each time it fires, and
-// the pings of sessions opened together fall due together: 9,000 idle
-// sessions' first pings started hundreds of goroutines at once, whose
-// stacks the process kept (PSS up by 0.3 to 8 MB at the first ping).
-// Here a ping costs a heap entry and, for an idle session, one write on
-// this goroutine (frameWriter.tryPing); only a ping that would have to
-// wait, for a busy writer or a full socket, gets a goroutine of its own.
+// pinger sends every session's keepalive pings, and watches their pong
+// deadlines, from one goroutine. A timer per session (time.AfterFunc)
+// starts a goroutine each time it fires, and the pings of sessions opened
+// together fall due together: 9,000 idle sessions' first pings started
+// hundreds of goroutines at once, whose stacks the process kept (PSS up by
+// 0.3 to 8 MB at the first ping). Here a session has one entry in a heap,
+// for its next ping or, with a ping out, for its pong deadline
+// (session.due). An idle session's ping is one write on this goroutine
+// (frameWriter.tryPing); only a ping that would have to wait, for a busy
+// writer or a full socket, gets a goroutine of its own.
 //
 // The goroutine starts with the first session that wants a ping and then
 // stays, as the parker's does.
@@ -31,13 +33,13 @@ var pings pinger
 // monotonic clock, which no change of the wall clock moves.
 var base = time.Now()
 
-// add (re)schedules s's next ping for its ping interval from now.
-func (p *pinger) add(s *session) {
+// add (re)schedules s's next time (session.due) after d from now.
+func (p *pinger) add(s *session, d time.Duration) {
 	p.once.Do(func() {
 		p.kick = make(chan struct{}, 1)
 		go p.loop()
 	})
-	at := time.Since(base) + s.ping
+	at := time.Since(base) + d
 	p.mu.Lock()
 	s.pingAt = at
 	if s.pingIdx >= 0 {
@@ -53,6 +55,13 @@ func (p *pinger) add(s *session) {
 		default:
 		}
 	}
+}
+
+// queued reports whether s is on the schedule.
+func (p *pinger) queued(s *session) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return s.pingIdx >= 0
 }
 
 // remove takes s off the schedule, if it is on it.
@@ -84,7 +93,7 @@ func (p *pinger) loop() {
 	for {
 		s, wait := p.next(time.Since(base))
 		if s != nil {
-			s.pingNow()
+			s.due()
 			continue
 		}
 		t.Reset(wait)

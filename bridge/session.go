@@ -100,15 +100,15 @@ type session struct {
 	end     *ending
 	started bool // begin ran; before that, an ending waits for it
 	tk      *ticket
-	up      chan error  // the client reader's result, once the session is ending
-	down    chan error  // the target reader's
-	pongT   *time.Timer // the pong deadline of the ping out
+	up      chan error // the client reader's result, once the session is ending
+	down    chan error // the target reader's
 	idleT   *time.Timer
 	lifeT   *time.Timer
 	pingOut bool  // a ping waits for its pong
 	waited  int64 // targetWait when it was sent
 
-	// The next ping's place in the pinger's schedule, under pings.mu.
+	// The session's place in the pinger's schedule (the next ping, or the
+	// pong deadline of the ping out), under pings.mu.
 	pingAt  time.Duration // since the pinger's base
 	pingIdx int           // in its queue; -1 when not scheduled
 
@@ -197,9 +197,7 @@ func (s *session) begin(tk *ticket) {
 		return
 	}
 	if s.ping > 0 {
-		pings.add(s)
-		s.pongT = time.AfterFunc(time.Hour, s.pongLate)
-		s.pongT.Stop()
+		pings.add(s, s.ping)
 		s.cr.pong = s.ponged
 	}
 	if opts.IdleTimeout > 0 {
@@ -263,7 +261,7 @@ func (s *session) conclude(e ending, upDone, downDone bool) {
 	if s.ping > 0 {
 		pings.remove(s)
 	}
-	for _, t := range []*time.Timer{s.pongT, s.idleT, s.lifeT} {
+	for _, t := range []*time.Timer{s.idleT, s.lifeT} {
 		if t != nil {
 			t.Stop()
 		}
@@ -274,19 +272,25 @@ func (s *session) conclude(e ending, upDone, downDone bool) {
 	s.srv.ended(s, e)
 }
 
-// pingNow runs on the pinger's goroutine when the session's ping is due: a
-// ping goes out (frameWriter.tryPing, or ping on a goroutine when it would
-// have to wait) and the pong deadline starts. ponged schedules the next
-// ping; pongLate judges a ping whose pong did not come in time.
-func (s *session) pingNow() {
+// due runs on the pinger's goroutine when the session's time in its
+// schedule comes: with no ping out, the next ping goes out
+// (frameWriter.tryPing, or ping on a goroutine when it would have to wait)
+// and the pong deadline is scheduled; with one out, its pong is late
+// (pongLate). ponged schedules the next ping. A session rescheduled since
+// the pinger took it off waits for its new time.
+func (s *session) due() {
 	s.mu.Lock()
-	if s.end != nil {
+	if s.end != nil || pings.queued(s) {
 		s.mu.Unlock()
+		return
+	}
+	if s.pingOut {
+		s.pongLate() // unlocks mu
 		return
 	}
 	s.pingOut = true
 	s.waited = s.targetWait.Load()
-	s.pongT.Reset(s.cfg.opts.PongTimeout)
+	pings.add(s, s.cfg.opts.PongTimeout)
 	s.mu.Unlock()
 	if !s.fw.tryPing() {
 		go s.fw.ping()
@@ -310,25 +314,20 @@ func (s *session) ponged() {
 		return
 	}
 	s.pingOut = false
-	s.pongT.Stop()
 	if s.end == nil {
-		pings.add(s)
+		pings.add(s, s.ping)
 	}
 }
 
-// pongLate runs on the pong deadline. Pongs are only read between client
-// messages: a client whose message was being written to the target
+// pongLate judges a ping whose pong did not come by its deadline; due
+// calls it with mu held, and it lets mu go. Pongs are only read between
+// client messages: a client whose message was being written to the target
 // meanwhile (or still is) was heard from anyway, and is pinged again.
 func (s *session) pongLate() {
-	s.mu.Lock()
-	if !s.pingOut || s.end != nil {
-		s.mu.Unlock()
-		return
-	}
 	s.pingOut = false
 	excused := s.waitStart.Load() != 0 || s.targetWait.Load() != s.waited
 	if excused {
-		pings.add(s)
+		pings.add(s, s.ping)
 	}
 	s.mu.Unlock()
 	if excused {
