@@ -2,13 +2,14 @@ package bridge
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"net"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wsbridge/wsbridge/internal/testenv"
 )
 
 // TestTryPingWaits has tryPing refuse the two pings it could only wait
@@ -17,28 +18,13 @@ import (
 func TestTryPingWaits(t *testing.T) {
 	// The peer's receive buffer is small from its start (its listener's),
 	// so that few pings fill it; shrunk later, it would stall TCP.
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+	c, peer := testenv.TCPPairFrom(t, &net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		return c.Control(func(fd uintptr) {
 			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<10)
 		})
-	}}
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	peer, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	c.(*net.TCPConn).SetWriteBuffer(4 << 10)
-	rc, _ := c.(*net.TCPConn).SyscallConn()
+	}})
+	c.SetWriteBuffer(4 << 10)
+	rc, _ := c.SyscallConn()
 	w := newFrameWriter(c, 10*time.Second, rc)
 
 	// A frame far larger than the socket holds: its write waits for the
@@ -119,22 +105,8 @@ func TestTryPingWaits(t *testing.T) {
 // TestTryPingAfterDeadline: a quiet session's last write left a deadline
 // long past when its ping falls due; tryPing still writes the ping itself.
 func TestTryPingAfterDeadline(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	peer, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	rc, _ := c.(*net.TCPConn).SyscallConn()
+	c, peer := testenv.TCPPair(t)
+	rc, _ := c.SyscallConn()
 	w := newFrameWriter(c, time.Millisecond, rc)
 	if _, err := w.Write(appendHeader(nil, 0x2, 0)); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"io"
 	"net"
 	"sync"
@@ -60,7 +61,14 @@ func Echo(c net.Conn) { io.Copy(c, c) }
 // test ends.
 func TCPPair(t testing.TB) (a, b *net.TCPConn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return TCPPairFrom(t, &net.ListenConfig{})
+}
+
+// TCPPairFrom is TCPPair with b accepted by a listener of lc's, whose
+// Control can set b's socket options before the handshake.
+func TCPPairFrom(t testing.TB, lc *net.ListenConfig) (a, b *net.TCPConn) {
+	t.Helper()
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
