@@ -2,11 +2,32 @@
 
 package bridge
 
-import "golang.org/x/sys/cpu"
-
 // wideAVX2 says whether unmaskWide may use AVX2; tests turn it off to
 // cover the portable loop on the same machine.
-var wideAVX2 = cpu.X86.HasAVX2
+var wideAVX2 = hasAVX2()
+
+// hasAVX2 asks the CPU (CPUID) whether it has AVX2, and whether the
+// operating system saves the YMM registers across switches (OSXSAVE, then
+// XCR0's SSE and AVX bits). bridge asks itself: DESIGN.md section 3 keeps
+// golang.org/x/sys out of it.
+func hasAVX2() bool {
+	if maxLeaf, _, _, _ := cpuid(0, 0); maxLeaf < 7 {
+		return false
+	}
+	const osxsave, avx = 1 << 27, 1 << 28
+	if _, _, c, _ := cpuid(1, 0); c&osxsave == 0 || c&avx == 0 {
+		return false
+	}
+	if xgetbv0()&6 != 6 {
+		return false
+	}
+	_, b, _, _ := cpuid(7, 0)
+	return b&(1<<5) != 0
+}
+
+// cpuid and xgetbv0 are the instructions (unmask_amd64.s).
+func cpuid(leaf, sub uint32) (a, b, c, d uint32)
+func xgetbv0() uint32
 
 // unmaskWide XORs the longest prefix of b whose length is a multiple of
 // 128 with k, the masking key repeated to eight bytes, 32 bytes an
