@@ -5,7 +5,7 @@
 // func xorAVX2(p *byte, n int, k uint64)
 //
 // Four 32-byte loads, XORs and stores a round; n is a positive multiple
-// of 128. Unaligned loads and stores cost nothing extra on the CPUs that
+// of 128. Unaligned loads and stores cost little on the CPUs that
 // have AVX2, and VZEROUPPER spares the caller's SSE code the transition
 // penalty.
 TEXT ·xorAVX2(SB), NOSPLIT, $0-24
