@@ -16,13 +16,8 @@ import (
 // for, a busy writer's and a full socket's, which ping then sends after
 // what is ahead of them, whole.
 func TestTryPingWaits(t *testing.T) {
-	// The peer's receive buffer is small from its start (its listener's),
-	// so that few pings fill it; shrunk later, it would stall TCP.
-	c, peer := testenv.TCPPairFrom(t, &net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		return c.Control(func(fd uintptr) {
-			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<10)
-		})
-	}})
+	// The peer's receive buffer is small, so that few pings fill it.
+	c, peer := peerBuffer(t, 4<<10)
 	c.SetWriteBuffer(4 << 10)
 	rc, _ := c.SyscallConn()
 	w := newFrameWriter(c, 10*time.Second, rc)
@@ -135,11 +130,7 @@ func TestTryPingPartial(t *testing.T) {
 		if try > 100 {
 			t.Fatal("100 sockets filled with pings, none taking part of one")
 		}
-		c, peer := testenv.TCPPairFrom(t, &net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-			return c.Control(func(fd uintptr) {
-				syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 64<<10)
-			})
-		}})
+		c, peer := peerBuffer(t, 64<<10)
 		c.SetWriteBuffer(8 << 10)
 		rc, _ := c.SyscallConn()
 		w := newFrameWriter(c, 10*time.Second, rc)
@@ -179,4 +170,15 @@ func TestTryPingPartial(t *testing.T) {
 		t.Logf("pair %d: %d pings, the last in part", try, took)
 		return
 	}
+}
+
+// peerBuffer is a loopback TCP pair whose second socket's receive buffer
+// is size from its start (its listener's): shrunk after the handshake, it
+// would stall TCP.
+func peerBuffer(t *testing.T, size int) (c, peer *net.TCPConn) {
+	return testenv.TCPPairFrom(t, &net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) {
+			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, size)
+		})
+	}})
 }
