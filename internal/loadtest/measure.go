@@ -162,16 +162,26 @@ type Latency struct {
 // MeasureLatency times count round trips of size-byte echoes through one
 // session, after a warm-up.
 func MeasureLatency(ctx context.Context, e *Endpoint, count, size int) (Latency, error) {
-	c, err := e.open(ctx)
+	times, err := EchoTimes(ctx, e, count, size)
 	if err != nil {
 		return Latency{}, err
+	}
+	return Percentiles(times), nil
+}
+
+// EchoTimes is MeasureLatency's round trips, unsorted, for a caller that
+// pools several runs.
+func EchoTimes(ctx context.Context, e *Endpoint, count, size int) ([]time.Duration, error) {
+	c, err := e.open(ctx)
+	if err != nil {
+		return nil, err
 	}
 	defer c.Close()
 	seed := uint64(time.Now().UnixNano())
 	p := patternFor(seed)
 	c.SetDeadline(time.Now().Add(Stall))
 	if err := c.Send(header(opEcho, 0, 0)); err != nil {
-		return Latency{}, failure(err, "sending", 0)
+		return nil, failure(err, "sending", 0)
 	}
 	got := make([]byte, size)
 	warm := min(count/10, 500)
@@ -182,22 +192,30 @@ func MeasureLatency(ctx context.Context, e *Endpoint, count, size int) (Latency,
 		c.SetDeadline(time.Now().Add(Stall))
 		start := time.Now()
 		if err := c.Send(msg); err != nil {
-			return Latency{}, failure(err, "sending", off)
+			return nil, failure(err, "sending", off)
 		}
 		if _, err := io.ReadFull(recvReader{c}, got); err != nil {
-			return Latency{}, failure(err, "waiting for the echo", off)
+			return nil, failure(err, "waiting for the echo", off)
 		}
 		rtt := time.Since(start)
 		if !bytes.Equal(got, msg) {
-			return Latency{}, fmt.Errorf("%w: the echo of round trip %d differs", ErrCorrupt, i)
+			return nil, fmt.Errorf("%w: the echo of round trip %d differs", ErrCorrupt, i)
 		}
 		if i >= warm {
 			times = append(times, rtt)
 		}
 	}
+	return times, nil
+}
+
+// Percentiles sorts times and returns their p50, p90 and p99.
+func Percentiles(times []time.Duration) Latency {
+	if len(times) == 0 {
+		return Latency{}
+	}
 	slices.Sort(times)
 	q := func(f float64) time.Duration { return times[min(len(times)-1, int(f*float64(len(times))))] }
-	return Latency{P50: q(0.50), P90: q(0.90), P99: q(0.99), Count: len(times)}, nil
+	return Latency{P50: q(0.50), P90: q(0.90), P99: q(0.99), Count: len(times)}
 }
 
 // Memory is what idle sessions cost the bridge.

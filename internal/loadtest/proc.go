@@ -44,6 +44,9 @@ func stat(pid int) (ppid int, cpu, waited time.Duration, err error) {
 	return ppid, cpu, waited, nil
 }
 
+// PIDs returns the process and its live descendants.
+func (p Process) PIDs() []int { return p.tree() }
+
 // tree returns the process and its live descendants.
 func (p Process) tree() []int {
 	entries, _ := os.ReadDir("/proc")

@@ -1,0 +1,93 @@
+package loadtest
+
+import (
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestMain lets the test binary be a Go process with several threads to
+// pin (TestPin).
+func TestMain(m *testing.M) {
+	if os.Getenv("LOADTEST_IDLE") != "" {
+		time.Sleep(time.Minute)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// TestPin pins every thread of a running Go process to one CPU and puts
+// them all back.
+func TestPin(t *testing.T) {
+	cpus := CPUs()
+	if len(cpus) == 0 {
+		t.Fatal("CPUs: none")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "LOADTEST_IDLE=1")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	pid := cmd.Process.Pid
+	// The runtime starts its threads (sysmon, the GC's workers) at once;
+	// wait for more than one.
+	for deadline := time.Now().Add(5 * time.Second); len(threads(t, pid)) < 2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d has %d threads", pid, len(threads(t, pid)))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	before := cpuSets(t, pid)
+	cpu := cpus[len(cpus)-1]
+	restore, err := Pin(cpu, pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tid, set := range cpuSets(t, pid) {
+		if set.Count() != 1 || !set.IsSet(cpu) {
+			t.Errorf("thread %d: %d CPUs after Pin(%d), want only %d", tid, set.Count(), cpu, cpu)
+		}
+	}
+	if err := restore(); err != nil {
+		t.Fatal(err)
+	}
+	for tid, set := range cpuSets(t, pid) {
+		if want := before[pid]; set != want {
+			t.Errorf("thread %d: CPUs %v after restore, want %v", tid, set, want)
+		}
+	}
+	if _, err := Pin(cpu, 1<<30); err == nil {
+		t.Error("Pin of a process that does not exist succeeded")
+	}
+}
+
+func threads(t *testing.T, pid int) []int {
+	entries, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tids []int
+	for _, e := range entries {
+		if tid, err := strconv.Atoi(e.Name()); err == nil {
+			tids = append(tids, tid)
+		}
+	}
+	return tids
+}
+
+func cpuSets(t *testing.T, pid int) map[int]unix.CPUSet {
+	sets := map[int]unix.CPUSet{}
+	for _, tid := range threads(t, pid) {
+		var set unix.CPUSet
+		if err := unix.SchedGetaffinity(tid, &set); err != nil {
+			t.Fatal(err)
+		}
+		sets[tid] = set
+	}
+	return sets
+}
