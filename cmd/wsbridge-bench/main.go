@@ -162,6 +162,7 @@ type result struct {
 	name       string
 	throughput map[string]loadtest.Throughput // "c2t", "t2c", "c2t base64", "t2c base64"
 	latency    loadtest.Latency
+	placed     map[string]map[string]loadtest.Latency // compare's, by placement, then endpoint
 	memory     loadtest.Memory
 	setup      loadtest.Setup
 }

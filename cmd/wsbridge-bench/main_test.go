@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wsbridge/wsbridge/internal/loadtest"
 	"github.com/wsbridge/wsbridge/internal/testenv"
 )
 
@@ -32,20 +33,26 @@ func TestCompare(t *testing.T) {
 	var out, log strings.Builder
 	err := run(t.Context(), []string{"compare", "-wsbridge", bin, "-websockify", websockify,
 		"-bytes", "8MB", "-websockify-bytes", "4MB", "-count", "200", "-sessions", "40",
-		"-websockify-sessions", "5", "-hold", "200ms", "-setup-for", "300ms", "-clients", "4"}, &out, &log)
+		"-websockify-sessions", "5", "-hold", "200ms", "-setup-for", "300ms", "-clients", "4",
+		"-latency-sessions", "4", "-latency-settle", "100ms"}, &out, &log)
 	if err != nil {
 		t.Fatalf("compare: %v\n%s", err, log.String())
 	}
 	table := out.String()
-	for _, row := range []string{
+	rows := []string{
 		"| throughput client to target, binary, MB/s |",
 		"| throughput target to client, base64, MB/s |",
 		"| bridge CPU s per GB, client to target, binary |",
+		"| 64-byte echo p50, µs |",
 		"| 64-byte echo p99, µs |",
 		"| sessions set up per s, 4 clients |",
 		"| PSS per idle session, KiB |",
 		"| PSS growth while held 200ms, KiB |",
-	} {
+	}
+	if len(loadtest.CPUs()) >= 2 {
+		rows = append(rows, "| 64-byte echo p50, µs, all on one CPU |", "| 64-byte echo p99, µs, bridge on a CPU of its own |")
+	}
+	for _, row := range rows {
 		line := ""
 		for _, l := range strings.Split(table, "\n") {
 			if strings.HasPrefix(l, row) {
@@ -64,6 +71,16 @@ func TestCompare(t *testing.T) {
 	}
 	if !strings.Contains(table, "| measure | direct TCP | Go TCP relay | websockify | wsbridge |") {
 		t.Errorf("header missing:\n%s", table)
+	}
+	// Each latency sample is 4 sessions of 50 round trips: four endpoints
+	// in each placement, but no direct TCP with the bridge on a CPU of
+	// its own.
+	want := 4 * len(placements())
+	if want > 4 {
+		want--
+	}
+	if n := strings.Count(log.String(), "(200 round trips in 4 sessions)"); n != want {
+		t.Errorf("%d latency samples of 200 round trips, want %d:\n%s", n, want, log.String())
 	}
 }
 
