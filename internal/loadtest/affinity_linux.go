@@ -1,13 +1,45 @@
 package loadtest
 
 import (
+	"errors"
 	"fmt"
+	"math/bits"
 	"os"
 	"strconv"
+	"syscall"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
+
+// cpuSet is the kernel's CPU mask of sched_setaffinity(2), for 1,024
+// CPUs. (DESIGN.md section 3 keeps golang.org/x/sys out of this package.)
+type cpuSet [16]uint64
+
+func (s *cpuSet) set(cpu int)        { s[cpu/64] |= 1 << (cpu % 64) }
+func (s *cpuSet) isSet(cpu int) bool { return s[cpu/64]&(1<<(cpu%64)) != 0 }
+
+func (s *cpuSet) count() int {
+	n := 0
+	for _, w := range s {
+		n += bits.OnesCount64(w)
+	}
+	return n
+}
+
+func getAffinity(tid int, s *cpuSet) error {
+	_, _, e := syscall.RawSyscall(syscall.SYS_SCHED_GETAFFINITY, uintptr(tid), unsafe.Sizeof(*s), uintptr(unsafe.Pointer(s)))
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+func setAffinity(tid int, s *cpuSet) error {
+	_, _, e := syscall.RawSyscall(syscall.SYS_SCHED_SETAFFINITY, uintptr(tid), unsafe.Sizeof(*s), uintptr(unsafe.Pointer(s)))
+	if e != 0 {
+		return e
+	}
+	return nil
+}
 
 // Pin moves every thread of the processes pids onto the one CPU cpu
 // (threads they start meanwhile inherit it; so do processes they fork).
@@ -15,7 +47,10 @@ import (
 // had before. wsbridge-bench compare pins its latency runs to take the
 // kernel's choice of CPUs out of the comparison.
 func Pin(cpu int, pids ...int) (restore func() error, err error) {
-	saved := make(map[int]unix.CPUSet, len(pids))
+	if cpu < 0 || cpu >= 64*len(cpuSet{}) {
+		return nil, fmt.Errorf("no CPU %d", cpu)
+	}
+	saved := make(map[int]cpuSet, len(pids))
 	restore = func() error {
 		var first error
 		for pid, set := range saved {
@@ -25,11 +60,11 @@ func Pin(cpu int, pids ...int) (restore func() error, err error) {
 		}
 		return first
 	}
-	var one unix.CPUSet
-	one.Set(cpu)
+	var one cpuSet
+	one.set(cpu)
 	for _, pid := range pids {
-		var set unix.CPUSet
-		if err := unix.SchedGetaffinity(pid, &set); err != nil {
+		var set cpuSet
+		if err := getAffinity(pid, &set); err != nil {
 			restore()
 			return nil, fmt.Errorf("CPUs of process %d: %w", pid, err)
 		}
@@ -45,7 +80,7 @@ func Pin(cpu int, pids ...int) (restore func() error, err error) {
 // setAll sets the CPUs of every thread of pid, again until a pass finds
 // no thread it has not set (a thread started meanwhile copies the set of
 // the thread that started it, which may not have been set yet).
-func setAll(pid int, set *unix.CPUSet) error {
+func setAll(pid int, set *cpuSet) error {
 	done := map[int]bool{}
 	for pass := 0; pass < 10; pass++ {
 		entries, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
@@ -60,7 +95,7 @@ func setAll(pid int, set *unix.CPUSet) error {
 			}
 			fresh = true
 			// A thread may end between the listing and the call.
-			if err := unix.SchedSetaffinity(tid, set); err != nil && err != unix.ESRCH {
+			if err := setAffinity(tid, set); err != nil && !errors.Is(err, syscall.ESRCH) {
 				return fmt.Errorf("CPUs of thread %d of process %d: %w", tid, pid, err)
 			}
 			done[tid] = true
@@ -75,13 +110,13 @@ func setAll(pid int, set *unix.CPUSet) error {
 // CPUs lists the CPUs this process may run on, in the numbering Pin
 // takes.
 func CPUs() []int {
-	var set unix.CPUSet
-	if unix.SchedGetaffinity(0, &set) != nil {
+	var set cpuSet
+	if getAffinity(0, &set) != nil {
 		return nil
 	}
 	var cpus []int
-	for cpu := range 8 * int(unsafe.Sizeof(set)) {
-		if set.IsSet(cpu) {
+	for cpu := range 64 * len(set) {
+		if set.isSet(cpu) {
 			cpus = append(cpus, cpu)
 		}
 	}

@@ -3,11 +3,10 @@ package loadtest
 import (
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // TestMain lets the test binary be a Go process with several threads to
@@ -49,8 +48,8 @@ func TestPin(t *testing.T) {
 		t.Fatal(err)
 	}
 	for tid, set := range cpuSets(t, pid) {
-		if set.Count() != 1 || !set.IsSet(cpu) {
-			t.Errorf("thread %d: %d CPUs after Pin(%d), want only %d", tid, set.Count(), cpu, cpu)
+		if set.count() != 1 || !set.isSet(cpu) {
+			t.Errorf("thread %d: %d CPUs after Pin(%d), want only %d", tid, set.count(), cpu, cpu)
 		}
 	}
 	if err := restore(); err != nil {
@@ -63,6 +62,12 @@ func TestPin(t *testing.T) {
 	}
 	if _, err := Pin(cpu, 1<<30); err == nil {
 		t.Error("Pin of a process that does not exist succeeded")
+	}
+	if _, err := Pin(-1, pid); err == nil {
+		t.Error("Pin to CPU -1 succeeded")
+	}
+	if got := CPUs(); len(got) != runtime.NumCPU() {
+		t.Errorf("CPUs() = %v; runtime.NumCPU() = %d", got, runtime.NumCPU())
 	}
 }
 
@@ -80,11 +85,11 @@ func threads(t *testing.T, pid int) []int {
 	return tids
 }
 
-func cpuSets(t *testing.T, pid int) map[int]unix.CPUSet {
-	sets := map[int]unix.CPUSet{}
+func cpuSets(t *testing.T, pid int) map[int]cpuSet {
+	sets := map[int]cpuSet{}
 	for _, tid := range threads(t, pid) {
-		var set unix.CPUSet
-		if err := unix.SchedGetaffinity(tid, &set); err != nil {
+		var set cpuSet
+		if err := getAffinity(tid, &set); err != nil {
 			t.Fatal(err)
 		}
 		sets[tid] = set
