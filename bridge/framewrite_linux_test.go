@@ -121,7 +121,8 @@ func TestTryPingAfterDeadline(t *testing.T) {
 
 // TestTryPingPartial: a socket with room for part of a ping takes that
 // part, and a goroutine holding the writer sends the rest once the peer
-// reads; meanwhile tryPing refuses, and every ping arrives whole. (A peer
+// reads; meanwhile tryPing refuses (unless the rest went first), and
+// every ping arrives whole. (A peer
 // buffer of 64 KiB and a send buffer of 8 KiB mostly end in a part-taken
 // ping, after a few thousand whole ones; when a socket fills without one,
 // as it may when the race detector slows the writes, a new pair tries.)
@@ -145,8 +146,14 @@ func TestTryPingPartial(t *testing.T) {
 		if !partial {
 			continue
 		}
+		// The rest's goroutine holds the writer until the socket takes
+		// it: tryPing refuses meanwhile. The socket may make room first
+		// (the kernel sends on as the peer's window opens); then the
+		// rest is out and tryPing may take one more. Either way each
+		// ping must arrive whole.
 		if w.tryPing() {
-			t.Fatal("tryPing took a ping while the rest of one waited")
+			took++
+			t.Logf("the rest went out before the second tryPing")
 		}
 		read := make(chan error, 1)
 		go func() {
