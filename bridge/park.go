@@ -90,6 +90,15 @@ func (p *parkState) park() bool {
 	return true
 }
 
+// parked is what the parker keeps for a parked reader: wake starts it
+// again on a goroutine of its own; quick, when not nil, first tries on the
+// parker's goroutine to take what came without waking it, and then parks
+// it again (repark).
+type parked struct {
+	wake  func()
+	quick func(key uint64) bool
+}
+
 // waiting is what the parker keeps for the parked reader, made once (a
 // method value is an allocation).
 func (p *parkState) waiting() parked {

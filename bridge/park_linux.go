@@ -27,14 +27,6 @@ type parker struct {
 	reCtl func(fd uintptr)
 }
 
-// parked is a parked reader's: wake starts it again on a goroutine of its
-// own; quick, when not nil, first tries on the parker's goroutine to take
-// what came without waking it, and then parks it again (repark).
-type parked struct {
-	wake  func()
-	quick func(key uint64) bool
-}
-
 var idle parker
 
 func (p *parker) init() error {

@@ -15,11 +15,6 @@ var idle parker
 
 var errNoParking = errors.New("no parking on this system")
 
-type parked struct {
-	wake  func()
-	quick func(key uint64) bool
-}
-
 func (*parker) park(syscall.RawConn, parked) (uint64, error) { return 0, errNoParking }
 func (*parker) repark(syscall.RawConn, uint64, parked) error { return errNoParking }
 func (*parker) cancel(uint64) bool                           { return false }
