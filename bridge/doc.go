@@ -20,8 +20,9 @@
 //     probed; a target outside the allowlist is a 404 as well.
 //  5. websocket.Accept answers 101; two pumps relay bytes, one per
 //     direction, with pooled buffers and no allocation per message. One
-//     goroutine for all sessions (pinger) sends the keepalive pings;
-//     timers watch the pongs and the idle and lifetime limits.
+//     goroutine for all sessions (pinger) sends the keepalive pings and
+//     watches their pong deadlines; timers watch the idle and lifetime
+//     limits.
 //  6. The first side to end decides the close code (see the table in the
 //     README), and finish closes both sides without losing a byte.
 //  7. One log line records the session.
