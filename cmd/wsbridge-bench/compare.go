@@ -163,22 +163,20 @@ target "bench" {
 	}
 	// Latency last: pinning a process leaves it on one CPU for a second
 	// or so after it is put back (see settleFor).
+	var places []placement
+	var latencies map[string]map[string]loadtest.Latency
 	if p.tests["latency"] {
 		fmt.Fprintf(log, "== latency, %d sessions an endpoint and placement\n", *rounds)
-		places := placements()
-		latencies, err := latencyRounds(ctx, entries, places, p.count, *rounds, *settleTime, log)
+		places = placements()
+		latencies, err = latencyRounds(ctx, entries, places, p.count, *rounds, *settleTime, log)
 		if err != nil {
 			return err
-		}
-		for name, r := range results {
-			r.latency = latencies[places[0].name][name]
-			r.placed = latencies
 		}
 	}
 	if errs := target.Errors(); len(errs) > 0 {
 		return fmt.Errorf("the target saw: %v", errs[0])
 	}
-	printTable(stdout, results, &p, *websockify != "", args)
+	printTable(stdout, results, places, latencies, &p, *websockify != "", args)
 	return nil
 }
 
@@ -431,8 +429,9 @@ func stopProgram(cmd *exec.Cmd) {
 	}
 }
 
-// printTable prints the results with their ratios and the targets.
-func printTable(w io.Writer, rs map[string]*result, p *plan, withWebsockify bool, args []string) {
+// printTable prints the results with their ratios and the targets; lat is
+// latencyRounds' for places.
+func printTable(w io.Writer, rs map[string]*result, places []placement, lat map[string]map[string]loadtest.Latency, p *plan, withWebsockify bool, args []string) {
 	names := []string{"direct TCP", "Go TCP relay"}
 	if withWebsockify {
 		names = append(names, "websockify")
@@ -509,12 +508,9 @@ func printTable(w io.Writer, rs map[string]*result, p *plan, withWebsockify bool
 		label := map[string]string{"c2t": "client to target", "t2c": "target to client"}[strings.Fields(key)[0]]
 		row(fmt.Sprintf("bridge CPU s per GB, %s, %s", label, mode), cpu(key), "%.3f", fmt.Sprintf("≤ %.2f", limit), yes(v <= limit))
 	}
-	for _, pl := range placements() {
-		byName := ws.placed[pl.name]
-		if byName == nil {
-			continue
-		}
-		lat := func(q func(l loadtest.Latency) time.Duration) func(r *result) (float64, bool) {
+	for _, pl := range places {
+		byName := lat[pl.name]
+		echo := func(q func(l loadtest.Latency) time.Duration) func(r *result) (float64, bool) {
 			return func(r *result) (float64, bool) {
 				l, ok := byName[r.name]
 				return float64(q(l).Microseconds()), ok && l.Count > 0
@@ -527,9 +523,9 @@ func printTable(w io.Writer, rs map[string]*result, p *plan, withWebsockify bool
 		wl, rl := byName["wsbridge"], byName["Go TCP relay"]
 		p50 := ratio(float64(wl.P50), float64(rl.P50))
 		p99 := ratio(float64(wl.P99), float64(rl.P99))
-		row("64-byte echo p50, µs"+where, lat(func(l loadtest.Latency) time.Duration { return l.P50 }), "%.0f", fmt.Sprintf("≤ 1.05× relay: %.2f×", p50), yes(p50 <= 1.05))
-		row("64-byte echo p90, µs"+where, lat(func(l loadtest.Latency) time.Duration { return l.P90 }), "%.0f", "", "")
-		row("64-byte echo p99, µs"+where, lat(func(l loadtest.Latency) time.Duration { return l.P99 }), "%.0f", fmt.Sprintf("≤ 1.2× relay: %.2f×", p99), yes(p99 <= 1.2))
+		row("64-byte echo p50, µs"+where, echo(func(l loadtest.Latency) time.Duration { return l.P50 }), "%.0f", fmt.Sprintf("≤ 1.05× relay: %.2f×", p50), yes(p50 <= 1.05))
+		row("64-byte echo p90, µs"+where, echo(func(l loadtest.Latency) time.Duration { return l.P90 }), "%.0f", "", "")
+		row("64-byte echo p99, µs"+where, echo(func(l loadtest.Latency) time.Duration { return l.P99 }), "%.0f", fmt.Sprintf("≤ 1.2× relay: %.2f×", p99), yes(p99 <= 1.2))
 	}
 	s1 := ratio(ws.setup.PerSecond(), relay.setup.PerSecond())
 	target := fmt.Sprintf("≥ 0.5× relay: %.2f×", s1)

@@ -161,8 +161,7 @@ func parseBytes(s string) (int64, error) {
 type result struct {
 	name       string
 	throughput map[string]loadtest.Throughput // "c2t", "t2c", "c2t base64", "t2c base64"
-	latency    loadtest.Latency
-	placed     map[string]map[string]loadtest.Latency // compare's, by placement, then endpoint
+	latency    loadtest.Latency               // run's; compare's are by placement (latencyRounds)
 	memory     loadtest.Memory
 	setup      loadtest.Setup
 }
