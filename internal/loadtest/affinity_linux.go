@@ -3,7 +3,6 @@ package loadtest
 import (
 	"errors"
 	"fmt"
-	"math/bits"
 	"os"
 	"strconv"
 	"syscall"
@@ -16,14 +15,6 @@ type cpuSet [16]uint64
 
 func (s *cpuSet) set(cpu int)        { s[cpu/64] |= 1 << (cpu % 64) }
 func (s *cpuSet) isSet(cpu int) bool { return s[cpu/64]&(1<<(cpu%64)) != 0 }
-
-func (s *cpuSet) count() int {
-	n := 0
-	for _, w := range s {
-		n += bits.OnesCount64(w)
-	}
-	return n
-}
 
 func getAffinity(tid int, s *cpuSet) error {
 	_, _, e := syscall.RawSyscall(syscall.SYS_SCHED_GETAFFINITY, uintptr(tid), unsafe.Sizeof(*s), uintptr(unsafe.Pointer(s)))

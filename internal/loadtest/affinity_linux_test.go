@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"math/bits"
 	"os"
 	"os/exec"
 	"runtime"
@@ -69,6 +70,14 @@ func TestPin(t *testing.T) {
 	if got := CPUs(); len(got) != runtime.NumCPU() {
 		t.Errorf("CPUs() = %v; runtime.NumCPU() = %d", got, runtime.NumCPU())
 	}
+}
+
+func (s *cpuSet) count() int {
+	n := 0
+	for _, w := range s {
+		n += bits.OnesCount64(w)
+	}
+	return n
 }
 
 func threads(t *testing.T, pid int) []int {

@@ -45,10 +45,7 @@ func stat(pid int) (ppid int, cpu, waited time.Duration, err error) {
 }
 
 // PIDs returns the process and its live descendants.
-func (p Process) PIDs() []int { return p.tree() }
-
-// tree returns the process and its live descendants.
-func (p Process) tree() []int {
+func (p Process) PIDs() []int {
 	entries, _ := os.ReadDir("/proc")
 	parent := map[int]int{}
 	for _, e := range entries {
@@ -81,7 +78,7 @@ func (p Process) tree() []int {
 // have used: the live ones' own time, and that of those it has reaped.
 func (p Process) CPU() (time.Duration, error) {
 	var total time.Duration
-	for _, pid := range p.tree() {
+	for _, pid := range p.PIDs() {
 		_, cpu, waited, err := stat(pid)
 		if err != nil {
 			if pid == p.PID {
@@ -101,7 +98,7 @@ func (p Process) CPU() (time.Duration, error) {
 // bytes: each shared page counted once across them all.
 func (p Process) PSS() (int64, error) {
 	var total int64
-	for _, pid := range p.tree() {
+	for _, pid := range p.PIDs() {
 		kb, err := pssOf(pid)
 		if err != nil {
 			if pid == p.PID {
