@@ -233,14 +233,22 @@ func readExactly(t testing.TB, c net.Conn, want string) {
 // after 10 s.
 func rawSession(t *testing.T, opts *bridge.Options, first []byte) (*frameConn, net.Conn) {
 	t.Helper()
-	conns := make(chan net.Conn, 1)
-	addr := target(t, func(c net.Conn) {
-		conns <- c
-		<-t.Context().Done()
-	})
+	addr, conns := heldTargets(t, 1)
 	b := startBridge(t, static(addr), nil, opts)
 	fc := rawWS(t, b.url, first)
 	tc := <-conns
 	tc.SetReadDeadline(time.Now().Add(10 * time.Second))
 	return fc, tc
+}
+
+// heldTargets is a target that hands each of its first n connections to
+// the test, and keeps it open until the test ends.
+func heldTargets(t *testing.T, n int) (string, <-chan net.Conn) {
+	t.Helper()
+	conns := make(chan net.Conn, n)
+	addr := target(t, func(c net.Conn) {
+		conns <- c
+		<-t.Context().Done()
+	})
+	return addr, conns
 }

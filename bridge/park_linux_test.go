@@ -27,11 +27,7 @@ const parkWait = 500 * time.Millisecond
 // have started when the count begins.
 func parkedSessions(t *testing.T, n int, opts *bridge.Options) (*testBridge, []*websocket.Conn, []net.Conn) {
 	t.Helper()
-	conns := make(chan net.Conn, n)
-	addr := target(t, func(c net.Conn) {
-		conns <- c
-		<-t.Context().Done()
-	})
+	addr, conns := heldTargets(t, n)
 	b := startBridge(t, static(addr), nil, opts)
 	var clients []*websocket.Conn
 	var targets []net.Conn
