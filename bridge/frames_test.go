@@ -385,8 +385,7 @@ func TestTargetChunksAroundFrameBuffer(t *testing.T) {
 // TestBulkTargetReads has a target send faster than the client reads, so
 // that the bridge's reads fill its large buffers: each read goes to the
 // client as many messages of at most the read size (1,000 bytes here, so
-// that a read makes hundreds and the gathered writes fill up and go out
-// mid-read), with pings every few milliseconds written in between. Every
+// that a read makes hundreds and goes out in many writevs of maxBatch), with pings every few milliseconds written in between. Every
 // message must be whole on its own (base64 included), none larger than
 // the read size, and the bytes in order.
 func TestBulkTargetReads(t *testing.T) {

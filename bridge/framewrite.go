@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"encoding/binary"
+	"errors"
 	"net"
 	"sync"
 	"syscall"
@@ -9,13 +10,10 @@ import (
 )
 
 // frameWriteBuffer is the size of the library's buffered frame writer
-// toward a client on a plain socket. A frame larger than the buffer leaves
-// the library in two writes: the buffer, full with the header and the
-// start of the payload, and then the rest. frameWriter gathers those
-// writes, for all the messages of one target read, into one writev, so the
-// buffer can be small, which an idle session is glad of, and a message
-// costs no system call of its own. On TLS the buffer stays net/http's
-// 4 KiB: there each flush is a record.
+// toward a client on a plain socket, where the library writes only
+// control frames (a pong, the close: at most 127 bytes each, one Write
+// each) and the session's messages go out by messages. On TLS the buffer
+// stays net/http's 4 KiB: there each flush is a record.
 const (
 	frameWriteBuffer = 256
 	tlsWriteBuffer   = 4 << 10
@@ -24,55 +22,37 @@ const (
 // maxFrameHeader is the longest header of an unmasked frame.
 const maxFrameHeader = 10
 
-// maxGather is how many frames a gathering holds before it writes: eight
-// messages of the default read size, a bulk read.
-const maxGather = 8
+// maxBatch is how many messages go out in one writev: a bulk read is
+// eight at the default read size, and more at a smaller one.
+const maxBatch = 16
 
-// A gathering holds the writes of one batch of messages until they go out
-// in one writev: copies of the library's buffer flushes (at most
-// frameWriteBuffer bytes each, in arena) and, by reference, the payloads
-// it writes past its buffer, which are slices of the session's own buffer
-// and stay put until release. It is pooled: a session holds one only
-// while it writes.
-type gathering struct {
-	arena [2 * maxGather * frameWriteBuffer]byte
-	used  int
-	tail  bool // the last entry is in arena and ends at used
-	iov   [4*maxGather + 1][]byte
-	n     int
-	bufs  net.Buffers // over iov; a field, so that writing allocates nothing
+// A batch is the headers and the writev of the messages of one target
+// read, pointing into the session's buffer. It is pooled: a session holds
+// one only while it writes.
+type batch struct {
+	hdr  [maxBatch * maxFrameHeader]byte
+	iov  [2 * maxBatch][]byte
+	bufs net.Buffers // over iov; a field, so that writing allocates nothing
 }
 
-var gatherings = sync.Pool{New: func() any { return new(gathering) }}
+var batches = sync.Pool{New: func() any { return new(batch) }}
 
-// add takes one write of the library's.
-func (g *gathering) add(p []byte) {
-	if len(p) > frameWriteBuffer {
-		g.iov[g.n] = p
-		g.n++
-		g.tail = false
-		return
+// putHeader writes the header of a final, unmasked frame of opcode op and
+// n payload bytes at the start of b, and returns its length.
+func putHeader(b []byte, op byte, n int) int {
+	b[0] = 0x80 | op
+	switch {
+	case n < 126:
+		b[1] = byte(n)
+		return 2
+	case n < 1<<16:
+		b[1] = 126
+		binary.BigEndian.PutUint16(b[2:], uint16(n))
+		return 4
 	}
-	start := g.used
-	g.used += copy(g.arena[start:], p)
-	if g.tail { // the last entry ends where p was copied: extend it
-		g.iov[g.n-1] = g.arena[start-len(g.iov[g.n-1]) : g.used]
-		return
-	}
-	g.iov[g.n] = g.arena[start:g.used]
-	g.n++
-	g.tail = true
-}
-
-// fits reports whether add(p) has room.
-func (g *gathering) fits(p []byte) bool {
-	return g.n < len(g.iov) && (len(p) > frameWriteBuffer || g.used+len(p) <= len(g.arena))
-}
-
-func (g *gathering) reset() {
-	clear(g.iov[:g.n])
-	g.n, g.used, g.tail = 0, 0, false
-	g.bufs = nil
+	b[1] = 127
+	binary.BigEndian.PutUint64(b[2:], uint64(n))
+	return 10
 }
 
 // frameWriter is what the library's frame writer flushes into. Every write
@@ -80,12 +60,11 @@ func (g *gathering) reset() {
 // the close) are bounded like the session's messages, and never fail on
 // the deadline of a write long past.
 //
-// On a plain TCP or Unix socket (vec), between start and release, the
-// library's writes are gathered and go out in one writev at release (or
-// earlier, when a gathering is full). Frames the library writes meanwhile
-// on its own, a ping or the close, keep their place in line. All writes
-// come under the library's frame lock; mu orders them with start and
-// release.
+// On a plain TCP or Unix socket (vec), the session's messages do not go
+// through the library at all: messages frames them and writes them, all
+// the messages of a target read in one writev. The library's own frames
+// (a pong, the close) still come through Write, whole, under its frame
+// lock; mu orders them with messages.
 //
 // It also follows the frames it is given (their headers and lengths), so
 // that the session's own pings (ping) go out between frames, never inside
@@ -96,7 +75,6 @@ type frameWriter struct {
 	timeout time.Duration
 
 	mu sync.Mutex
-	g  *gathering // between start and release
 
 	frames  frameCursor // through what the library wrote
 	closed  bool        // a close frame went out: nothing may follow it
@@ -118,8 +96,7 @@ type frameWriter struct {
 // reports the pong (AcceptOptions.OnPongReceived).
 const pingPayload = "wsbridge"
 
-// pingFrame is never written to: a gathering copies it, a socket does not
-// keep it.
+// pingFrame is never written to: a socket does not keep it.
 var pingFrame = []byte("\x89\x08" + pingPayload)
 
 // newFrameWriter writes to conn; rc, if not nil, is the raw connection of
@@ -155,17 +132,8 @@ func (w *frameWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// put writes p, or gathers it; the caller holds mu.
+// put writes p; the caller holds mu.
 func (w *frameWriter) put(p []byte) error {
-	if g := w.g; g != nil {
-		if !g.fits(p) {
-			if err := w.flush(); err != nil {
-				return err
-			}
-		}
-		g.add(p)
-		return nil
-	}
 	w.deadline()
 	_, err := w.conn.Write(p)
 	return err
@@ -248,14 +216,10 @@ func (w *frameWriter) ping() {
 // writes the ping at once, without waiting for room in the socket, or
 // leaves it to the end of the frame being written, as ping does; it
 // returns false, having done nothing, when the ping could only wait: for
-// the writer (busy, or gathering), for TLS, or for a full socket. The
+// the writer (busy), for TLS, or for a full socket. The
 // caller then sends it with ping on a goroutine of its own.
 func (w *frameWriter) tryPing() bool {
 	if w.rc == nil || !w.mu.TryLock() {
-		return false
-	}
-	if w.g != nil {
-		w.mu.Unlock()
 		return false
 	}
 	if w.closed || !w.frames.between() {
@@ -304,43 +268,46 @@ func (w *frameWriter) deadline() {
 	}
 }
 
-// flush writes what is gathered in one system call (more when the socket
-// takes part of it).
-func (w *frameWriter) flush() error {
-	g := w.g
-	if g.n == 0 {
-		return nil
-	}
-	w.deadline()
-	g.bufs = g.iov[:g.n]
-	_, err := g.bufs.WriteTo(w.vec)
-	g.reset()
-	return err
-}
+// errMidFrame refuses a message when the stream to the client stopped
+// inside a frame the library wrote (a write of its failed part way).
+var errMidFrame = errors.New("client stream stopped inside a frame")
 
-// start tells the writer that the messages of n payload bytes in all are
-// about to be written; it returns whether release must follow the writes.
-func (w *frameWriter) start(n int) bool {
-	if w.vec == nil || n <= frameWriteBuffer-maxFrameHeader {
-		return false
+// messages writes p to a client on a plain socket as final frames of
+// opcode op (binary or text) of at most msg bytes each, in one system call
+// for up to maxBatch of them (more when the socket takes part). It returns
+// net.ErrClosed after a close frame went out, as the library would.
+func (w *frameWriter) messages(op byte, p []byte, msg int) error {
+	b := batches.Get().(*batch)
+	w.mu.Lock()
+	defer func() {
+		w.mu.Unlock()
+		b.bufs = nil
+		clear(b.iov[:])
+		batches.Put(b)
+	}()
+	switch {
+	case w.closed:
+		return net.ErrClosed
+	case !w.frames.between():
+		return errMidFrame
 	}
-	g := gatherings.Get().(*gathering)
-	w.mu.Lock()
-	w.g = g
-	w.mu.Unlock()
-	return true
-}
-
-// release writes what start began gathering.
-func (w *frameWriter) release() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	err := w.flush()
-	g := w.g
-	w.g = nil
-	g.reset()
-	gatherings.Put(g)
-	return err
+	for len(p) > 0 {
+		n, h := 0, 0
+		for ; len(p) > 0 && n < len(b.iov); n += 2 {
+			k := min(len(p), msg)
+			hn := putHeader(b.hdr[h:], op, k)
+			b.iov[n], b.iov[n+1] = b.hdr[h:h+hn], p[:k]
+			h += hn
+			p = p[k:]
+		}
+		w.deadline()
+		b.bufs = b.iov[:n]
+		if _, err := b.bufs.WriteTo(w.vec); err != nil {
+			return err
+		}
+	}
+	w.pingIfDue()
+	return nil
 }
 
 // vectorConn returns the socket under c whose writes of net.Buffers are

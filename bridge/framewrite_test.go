@@ -13,12 +13,13 @@ import (
 )
 
 // TestFrameWriterPings writes frames the way the library does (a header
-// and payload in pieces of any size, some gathered between start and
-// release, plain socket and not) with pings asked for at every point in
-// between, the pinger's way (tryPing, then ping when it cannot) or ping's,
-// then a close frame and more pings. On the wire every frame must
-// be whole, the data in order, a ping after every request (asked while
-// another waits, they are one), and nothing after the close.
+// and payload in pieces of any size, plain socket and not) and, on a plain
+// socket, the session's way (messages, split at a message size), with
+// pings asked for at every point in between, the pinger's way (tryPing,
+// then ping when it cannot) or ping's, then a close frame, more pings and
+// a message. On the wire every frame must be whole, the data in order, a
+// ping after every request (asked while another waits, they are one), and
+// nothing after the close.
 func TestFrameWriterPings(t *testing.T) {
 	for _, plain := range []bool{true, false} {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -46,7 +47,7 @@ func TestFrameWriterPings(t *testing.T) {
 		}
 		w := newFrameWriter(c, time.Second, rc)
 		if !plain {
-			w.vec = nil // as on TLS: no gathering
+			w.vec = nil // as on TLS: no messages
 		}
 		quick := 0 // pings tryPing took
 		rng := rand.New(rand.NewPCG(1, 2))
@@ -58,10 +59,27 @@ func TestFrameWriterPings(t *testing.T) {
 			for j := range payload {
 				payload[j] = byte(i + j*7)
 			}
+			if plain && rng.IntN(2) == 0 { // the session's messages
+				msg := []int{100, 125, 126, 1000, 65536}[rng.IntN(5)]
+				for rest := payload; len(rest) > 0; rest = rest[min(len(rest), msg):] {
+					want = append(want, rest[:min(len(rest), msg)])
+				}
+				if rng.IntN(3) == 0 {
+					if rng.IntN(2) == 0 && w.tryPing() {
+						quick++
+					} else {
+						w.ping()
+					}
+					asked++
+				}
+				if err := w.messages(0x2, payload, msg); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
 			want = append(want, payload)
 			frame := appendHeader(nil, 0x2, size)
 			frame = append(frame, payload...)
-			gathered := rng.IntN(2) == 0 && w.start(size)
 			for len(frame) > 0 {
 				if rng.IntN(3) == 0 {
 					if rng.IntN(2) == 0 && w.tryPing() {
@@ -80,16 +98,16 @@ func TestFrameWriterPings(t *testing.T) {
 				}
 				frame = frame[k:]
 			}
-			if gathered {
-				if err := w.release(); err != nil {
-					t.Fatal(err)
-				}
-			}
 		}
 		w.Write(appendHeader(nil, 0x8, 2))
 		w.ping() // the header alone went out: this one waits...
 		w.Write([]byte{0x03, 0xe8})
 		w.ping() // ...and neither may follow the close
+		if plain {
+			if err := w.messages(0x2, []byte("late"), 100); err != net.ErrClosed {
+				t.Fatalf("a message after the close: %v, want net.ErrClosed", err)
+			}
+		}
 		c.Close()
 
 		r := bufio.NewReader(bytes.NewReader(<-got))

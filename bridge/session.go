@@ -718,20 +718,23 @@ func (s *session) targetToClient() error {
 	}
 }
 
-// writeClient writes p to the client in messages of at most msg bytes,
-// gathered into one system call where the connection allows.
+// writeClient writes p to the client in messages of at most msg bytes:
+// by the frame writer, in one system call, on a plain socket, and through
+// the library on TLS.
 func (s *session) writeClient(ctx context.Context, typ websocket.MessageType, p []byte, msg int) error {
-	gathered := s.fw.start(len(p))
-	var err error
-	for len(p) > 0 && err == nil {
+	if s.fw.vec != nil {
+		op := byte(0x2)
+		if typ == websocket.MessageText {
+			op = 0x1
+		}
+		return s.fw.messages(op, p, msg)
+	}
+	for len(p) > 0 {
 		k := min(len(p), msg)
-		err = s.ws.Write(ctx, typ, p[:k])
+		if err := s.ws.Write(ctx, typ, p[:k]); err != nil {
+			return err
+		}
 		p = p[k:]
 	}
-	if gathered {
-		if rerr := s.fw.release(); err == nil {
-			err = rerr
-		}
-	}
-	return err
+	return nil
 }
