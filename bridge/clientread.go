@@ -3,6 +3,7 @@ package bridge
 import (
 	"encoding/binary"
 	"errors"
+	"io"
 	"math/bits"
 	"net"
 	"os"
@@ -97,6 +98,15 @@ type clientReads struct {
 	peek     [pongFrame + 1]byte
 	pi, pn   int8
 	peekRead func(fd uintptr)
+
+	// get's raw reads (rawIO), once nothing above the socket holds bytes
+	// (direct): the function RawConn.Read calls, made once, and its
+	// buffer and results.
+	direct bool
+	readFn func(fd uintptr) bool
+	rb     []byte
+	rn     int
+	rerr   error
 }
 
 // newClientReads wraps the hijacked conn; early is what the client sent
@@ -107,6 +117,12 @@ func newClientReads(conn net.Conn, early []byte) *clientReads {
 	c.taken = c.pongParked
 	if sc, ok := vectorConn(conn).(syscall.Conn); ok {
 		c.rc, _ = sc.SyscallConn()
+	}
+	if c.rc != nil && rawIO {
+		c.readFn = func(fd uintptr) bool {
+			c.rn, c.rerr = readFD(fd, c.rb)
+			return c.rerr != syscall.EAGAIN
+		}
 	}
 	if c.rc != nil {
 		// Made now, so that the first pong allocates nothing either.
@@ -199,7 +215,7 @@ func (c *clientReads) get(b []byte, atRest bool) (int, error) {
 		if atRest {
 			c.arm()
 		}
-		n, err := c.Conn.Read(b)
+		n, err := c.read(b)
 		if n > 0 || err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return n, err
 		}
@@ -208,6 +224,55 @@ func (c *clientReads) get(b []byte, atRest bool) (int, error) {
 		}
 		if !c.disarm() {
 			return n, err
+		}
+	}
+}
+
+// read is the socket's Read: a raw read (see rawio_linux.go) where it can
+// be, which is once the layers above the socket hold none of its bytes.
+func (c *clientReads) read(b []byte) (int, error) {
+	if !c.direct {
+		if c.readFn == nil || !unbuffered(c.Conn) {
+			return c.Conn.Read(b)
+		}
+		c.direct = true
+	}
+	c.rb = b
+	err := c.rc.Read(c.readFn)
+	n, rerr := c.rn, c.rerr
+	c.rb, c.rerr = nil, nil
+	switch {
+	case err != nil: // a deadline, or the socket was closed
+		return 0, err
+	case rerr != nil:
+		return 0, os.NewSyscallError("read", rerr)
+	case n == 0 && len(b) > 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// unbuffered reports whether the layers of c above its socket hold none
+// of its bytes, so that reading the socket reads c.
+func unbuffered(c net.Conn) bool {
+	for {
+		switch x := c.(type) {
+		case *net.TCPConn, *net.UnixConn:
+			return true
+		case *clientConn:
+			c = x.Conn
+		case *peekedConn:
+			if x.has {
+				return false
+			}
+			c = x.Conn
+		case *proxyConn:
+			if !x.drained {
+				return false
+			}
+			c = x.Raw()
+		default:
+			return false
 		}
 	}
 }

@@ -8,10 +8,13 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pires/go-proxyproto"
 
 	"github.com/wsbridge/wsbridge/internal/testenv"
 	"github.com/wsbridge/wsbridge/internal/wsframe"
@@ -431,5 +434,47 @@ func BenchmarkUnmask(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// TestUnbuffered follows a PROXY connection's bytes through the library's
+// buffer: while it holds some, reading the socket would skip them, and
+// unbuffered must say no; once a Read has come back short, the buffer is
+// empty and the socket is the connection. A raw read (Linux) then gets
+// what the client sends next.
+func TestUnbuffered(t *testing.T) {
+	client, server := testenv.TCPPair(t)
+	src := net.TCPAddrFromAddrPort(netip.MustParseAddrPort("192.0.2.7:4000"))
+	if _, err := proxyproto.HeaderProxyFromAddrs(1, src, client.RemoteAddr()).WriteTo(client); err != nil {
+		t.Fatal(err)
+	}
+	client.Write([]byte(strings.Repeat("x", 100)))
+	pc := &proxyConn{Conn: proxyproto.NewConn(server)}
+	conn := &clientConn{Conn: &peekedConn{Conn: pc}}
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b := make([]byte, 200)
+	if n, err := io.ReadFull(conn, b[:60]); n != 60 || err != nil {
+		t.Fatalf("read %d: %v", n, err)
+	}
+	if unbuffered(conn) {
+		t.Fatal("unbuffered with 40 bytes in the PROXY buffer")
+	}
+	if n, err := conn.Read(b); n != 40 || err != nil {
+		t.Fatalf("read %d: %v, want the buffer's 40", n, err)
+	}
+	if !unbuffered(conn) {
+		t.Fatal("not unbuffered after a short read")
+	}
+	if unbuffered(&clientConn{Conn: &peekedConn{Conn: pc, has: true}}) {
+		t.Fatal("unbuffered with a peeked byte")
+	}
+	client.Write([]byte("next"))
+	cr := newClientReads(conn, nil)
+	if n, err := cr.read(b); string(b[:n]) != "next" || err != nil || cr.direct != rawIO {
+		t.Fatalf("read %q: %v, direct %v", b[:n], err, cr.direct)
+	}
+	client.Close()
+	if n, err := cr.read(b); n != 0 || err != io.EOF {
+		t.Fatalf("read %d: %v at the end, want io.EOF", n, err)
 	}
 }

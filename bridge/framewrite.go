@@ -70,8 +70,9 @@ func putHeader(b []byte, op byte, n int) int {
 // that the session's own pings (ping) go out between frames, never inside
 // one, and never after a close frame.
 type frameWriter struct {
-	conn    net.Conn // the hijacked connection
-	vec     net.Conn // *net.TCPConn or *net.UnixConn under conn, or nil
+	conn    net.Conn   // the hijacked connection
+	vec     net.Conn   // *net.TCPConn or *net.UnixConn under conn, or nil
+	raw     *rawWriter // vec's, where writes are raw (Linux), or nil
 	timeout time.Duration
 
 	mu sync.Mutex
@@ -103,6 +104,7 @@ var pingFrame = []byte("\x89\x08" + pingPayload)
 // the socket under it (clientReads has it), for tryPing.
 func newFrameWriter(conn net.Conn, timeout time.Duration, rc syscall.RawConn) *frameWriter {
 	w := &frameWriter{conn: conn, vec: vectorConn(conn), timeout: timeout}
+	w.raw = newRawWriter(w.vec)
 	if w.vec != nil && rc != nil {
 		w.rc = rc
 		w.pingW = func(fd uintptr) bool {
@@ -302,7 +304,13 @@ func (w *frameWriter) messages(op byte, p []byte, msg int) error {
 		}
 		w.deadline()
 		b.bufs = b.iov[:n]
-		if _, err := b.bufs.WriteTo(w.vec); err != nil {
+		var err error
+		if w.raw != nil {
+			_, err = w.raw.writeBuffers(&b.bufs)
+		} else {
+			_, err = b.bufs.WriteTo(w.vec)
+		}
+		if err != nil {
 			return err
 		}
 	}

@@ -132,13 +132,5 @@ func (p *parker) unpark(rc syscall.RawConn) {
 	rc.Control(func(fd uintptr) { syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil) })
 }
 
-// readFD reads from a socket's descriptor (RawConn.Control's), without
-// waiting: the socket is non-blocking.
-func readFD(fd uintptr, b []byte) (int, error) { return syscall.Read(int(fd), b) }
-
-// writeFD writes to a socket's descriptor (RawConn.Write's), without
-// waiting: the socket is non-blocking.
-func writeFD(fd uintptr, b []byte) (int, error) { return syscall.Write(int(fd), b) }
-
 // canPark says that this system has a parker.
 const canPark = true

@@ -19,8 +19,6 @@ func (*parker) park(syscall.RawConn, parked) (uint64, error) { return 0, errNoPa
 func (*parker) repark(syscall.RawConn, uint64, parked) error { return errNoParking }
 func (*parker) cancel(uint64) bool                           { return false }
 func (*parker) unpark(syscall.RawConn)                       {}
-func readFD(uintptr, []byte) (int, error)                    { return 0, errNoParking }
-func writeFD(uintptr, []byte) (int, error)                   { return 0, errNoParking }
 
 // canPark says that this system has no parker.
 const canPark = false

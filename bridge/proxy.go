@@ -56,14 +56,24 @@ func (l *proxyListener) Accept() (net.Conn, error) {
 
 // proxyConn logs why a connection's PROXY header was refused. The header
 // is read by the first Read, so only its error can be about the header.
+//
+// It also tells when the library's buffer (the header and what came with
+// it) is empty, and reading the socket reads the connection (drained):
+// once a Read returned less than it was asked for. proxyproto.Conn's Read
+// returns what its buffer holds, up to len(p), and reads the socket only
+// once the buffer is empty, so a short Read emptied it or found it empty.
 type proxyConn struct {
 	*proxyproto.Conn
-	log  *slog.Logger
-	read bool
+	log     *slog.Logger
+	read    bool
+	drained bool
 }
 
 func (c *proxyConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
+	if n < len(p) {
+		c.drained = true
+	}
 	if c.read {
 		return n, err
 	}

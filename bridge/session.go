@@ -78,6 +78,7 @@ type session struct {
 	fw     *frameWriter // where the library's writer flushes: deadlines, writev
 	cr     *clientReads // what the library reads: frame boundaries, parking
 	tc     net.Conn
+	tw     *rawWriter // tc's, where writes are raw (Linux), or nil
 	mode   Mode
 	log    *slog.Logger
 	ping   time.Duration // ping interval; <= 0 is off
@@ -188,6 +189,7 @@ func (s *session) begin(tk *ticket) {
 	s.up = make(chan error, 1)
 	s.down = make(chan error, 1)
 	s.outp = s.newOutPump()
+	s.tw = newRawWriter(s.tc)
 	s.mu.Lock()
 	s.started = true
 	if s.end != nil { // stopped before it began
@@ -596,9 +598,12 @@ func (s *session) toTarget(p []byte, v *net.Buffers) error {
 		}
 	}
 	var n int64
-	if v != nil {
+	switch {
+	case v != nil && s.tw != nil:
+		n, err = s.tw.writeBuffers(v)
+	case v != nil:
 		n, err = v.WriteTo(s.tc)
-	} else {
+	default:
 		var k int
 		k, err = s.tc.Write(p)
 		n = int64(k)

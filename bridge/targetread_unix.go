@@ -53,7 +53,7 @@ func newRawReader(conn net.Conn, window func([]byte) []byte) *rawReader {
 func (r *rawReader) readable(fd uintptr) bool {
 	r.bp = r.pool.Get().(*[]byte)
 	for {
-		r.n, r.rerr = syscall.Read(int(fd), r.window(*r.bp))
+		r.n, r.rerr = readFD(fd, r.window(*r.bp))
 		if r.rerr != syscall.EINTR {
 			break
 		}

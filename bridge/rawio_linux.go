@@ -1,0 +1,166 @@
+package bridge
+
+import (
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"unsafe"
+)
+
+// The session's reads and writes on a plain socket are raw system calls,
+// made inside RawConn.Read and RawConn.Write, which wait in the runtime's
+// poller when the socket is empty or full (and keep its deadlines). The
+// sockets are non-blocking, so the calls never wait in the kernel, and
+// what they skip is the runtime's system-call bookkeeping: syscall.Read
+// hands off its P when the call is slow, and wakes sysmon when the
+// process was idle. On a machine as loaded as an echo keeps it, both are
+// context switches: with everything on one CPU, a 64-byte echo through
+// the bridge made 3.2 switches a round trip with syscall.Read and
+// net.Buffers.WriteTo, and 2.1 with raw calls, and its p50 fell by a
+// third (BENCHMARKS.md, 2026-11-22 (afternoon)).
+
+// readFD reads from a socket's descriptor without waiting: the socket is
+// non-blocking. EINTR is retried.
+func readFD(fd uintptr, b []byte) (int, error) {
+	var p unsafe.Pointer
+	if len(b) > 0 {
+		p = unsafe.Pointer(&b[0])
+	}
+	for {
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(p), uintptr(len(b)))
+		switch e {
+		case 0:
+			return int(n), nil
+		case syscall.EINTR:
+			continue
+		}
+		return -1, e
+	}
+}
+
+// writeFD writes to a socket's descriptor without waiting, as readFD.
+func writeFD(fd uintptr, b []byte) (int, error) {
+	var p unsafe.Pointer
+	if len(b) > 0 {
+		p = unsafe.Pointer(&b[0])
+	}
+	for {
+		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(p), uintptr(len(b)))
+		switch e {
+		case 0:
+			return int(n), nil
+		case syscall.EINTR:
+			continue
+		}
+		return -1, e
+	}
+}
+
+// rawIO says that the sockets' reads and writes are raw here.
+const rawIO = true
+
+// maxIov is the most slices one writev takes: a batch's headers and
+// payloads.
+const maxIov = 2 * maxBatch
+
+// iovecs lends a rawWriter its writev's vector while it writes.
+var iovecs = sync.Pool{New: func() any { return new([maxIov]syscall.Iovec) }}
+
+// A rawWriter writes byte slices to a plain socket in one writev where the
+// socket takes them all. It writes for one goroutine at a time; its
+// fields carry a write's state in and out of the function RawConn.Write
+// calls, made once, so that writing allocates nothing.
+type rawWriter struct {
+	rc  syscall.RawConn
+	fn  func(fd uintptr) bool
+	v   *net.Buffers // what is still to write
+	iov *[maxIov]syscall.Iovec
+	n   int64
+	err error
+}
+
+// newRawWriter returns a rawWriter for c, or nil when c is not a plain TCP
+// or Unix socket.
+func newRawWriter(c net.Conn) *rawWriter {
+	var sc syscall.Conn
+	switch x := c.(type) {
+	case *net.TCPConn:
+		sc = x
+	case *net.UnixConn:
+		sc = x
+	default:
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	w := &rawWriter{rc: rc}
+	w.fn = w.writable
+	return w
+}
+
+// writeBuffers writes v, which it consumes, under the socket's write
+// deadline, and returns how many bytes went.
+func (w *rawWriter) writeBuffers(v *net.Buffers) (int64, error) {
+	w.v, w.iov, w.n, w.err = v, iovecs.Get().(*[maxIov]syscall.Iovec), 0, nil
+	err := w.rc.Write(w.fn)
+	if err == nil {
+		err = w.err
+	}
+	n := w.n
+	clear(w.iov[:])
+	iovecs.Put(w.iov)
+	w.v, w.iov, w.err = nil, nil, nil
+	return n, err
+}
+
+// writable writes until everything went (true), the socket is full
+// (false: the poller waits for room), or a write fails (true, with err).
+func (w *rawWriter) writable(fd uintptr) bool {
+	for {
+		k := 0
+		for _, b := range *w.v {
+			if k == len(w.iov) {
+				break
+			}
+			if len(b) > 0 {
+				w.iov[k].Base = &b[0]
+				w.iov[k].SetLen(len(b))
+				k++
+			}
+		}
+		if k == 0 {
+			*w.v = (*w.v)[:0]
+			return true
+		}
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), uintptr(k))
+		switch e {
+		case 0:
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		default:
+			w.err = os.NewSyscallError("writev", e)
+			return true
+		}
+		w.n += int64(r)
+		consume(w.v, int64(r))
+	}
+}
+
+// consume drops the first n bytes of v.
+func consume(v *net.Buffers, n int64) {
+	for len(*v) > 0 {
+		b := (*v)[0]
+		if int64(len(b)) > n {
+			(*v)[0] = b[n:]
+			return
+		}
+		n -= int64(len(b))
+		(*v)[0] = nil
+		*v = (*v)[1:]
+	}
+}

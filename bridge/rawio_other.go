@@ -1,0 +1,20 @@
+//go:build !unix
+
+package bridge
+
+import (
+	"errors"
+	"net"
+)
+
+// No descriptors are read or written directly here.
+func readFD(uintptr, []byte) (int, error)  { return 0, errors.ErrUnsupported }
+func writeFD(uintptr, []byte) (int, error) { return 0, errors.ErrUnsupported }
+
+const rawIO = false
+
+type rawWriter struct{}
+
+func newRawWriter(net.Conn) *rawWriter { return nil }
+
+func (*rawWriter) writeBuffers(*net.Buffers) (int64, error) { return 0, errors.ErrUnsupported }
