@@ -12,13 +12,14 @@ import (
 // made inside RawConn.Read and RawConn.Write, which wait in the runtime's
 // poller when the socket is empty or full (and keep its deadlines). The
 // sockets are non-blocking, so the calls never wait in the kernel, and
-// what they skip is the runtime's system-call bookkeeping: syscall.Read
-// hands off its P when the call is slow, and wakes sysmon when the
-// process was idle. On a machine as loaded as an echo keeps it, both are
-// context switches: with everything on one CPU, a 64-byte echo through
-// the bridge made 3.2 switches a round trip with syscall.Read and
-// net.Buffers.WriteTo, and 2.1 with raw calls, and its p50 fell by a
-// third (BENCHMARKS.md, 2026-11-22 (afternoon)).
+// what they skip is the runtime's system-call bookkeeping: a slow call
+// hands its P off, and a call made while the process was idle wakes
+// sysmon. On a machine as busy as an echo keeps it, both are context
+// switches: with everything on one CPU, 20,000 64-byte echoes through the
+// bridge cost 64-68 thousand switches with syscall.Read and
+// net.Buffers.WriteTo, and 42 thousand with raw calls (the Go relay's
+// splices: 50 thousand), and the echo's p50 fell from 77-96 to 50-52 µs
+// (BENCHMARKS.md, 2026-11-22 (afternoon)).
 
 // readFD reads from a socket's descriptor without waiting: the socket is
 // non-blocking. EINTR is retried.
