@@ -23,31 +23,19 @@ import (
 
 // readFD reads from a socket's descriptor without waiting: the socket is
 // non-blocking. EINTR is retried.
-func readFD(fd uintptr, b []byte) (int, error) {
-	var p unsafe.Pointer
-	if len(b) > 0 {
-		p = unsafe.Pointer(&b[0])
-	}
-	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(p), uintptr(len(b)))
-		switch e {
-		case 0:
-			return int(n), nil
-		case syscall.EINTR:
-			continue
-		}
-		return -1, e
-	}
-}
+func readFD(fd uintptr, b []byte) (int, error) { return rawCall(syscall.SYS_READ, fd, b) }
 
 // writeFD writes to a socket's descriptor without waiting, as readFD.
-func writeFD(fd uintptr, b []byte) (int, error) {
+func writeFD(fd uintptr, b []byte) (int, error) { return rawCall(syscall.SYS_WRITE, fd, b) }
+
+// rawCall makes the read or write system call trap on fd and b.
+func rawCall(trap, fd uintptr, b []byte) (int, error) {
 	var p unsafe.Pointer
 	if len(b) > 0 {
 		p = unsafe.Pointer(&b[0])
 	}
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(p), uintptr(len(b)))
+		n, _, e := syscall.RawSyscall(trap, fd, uintptr(p), uintptr(len(b)))
 		switch e {
 		case 0:
 			return int(n), nil
@@ -84,17 +72,8 @@ type rawWriter struct {
 // newRawWriter returns a rawWriter for c, or nil when c is not a plain TCP
 // or Unix socket.
 func newRawWriter(c net.Conn) *rawWriter {
-	var sc syscall.Conn
-	switch x := c.(type) {
-	case *net.TCPConn:
-		sc = x
-	case *net.UnixConn:
-		sc = x
-	default:
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	rc := socketOf(c)
+	if rc == nil {
 		return nil
 	}
 	w := &rawWriter{rc: rc}

@@ -29,12 +29,24 @@ type rawReader struct {
 }
 
 func newRawReader(conn net.Conn, window func([]byte) []byte) *rawReader {
+	rc := socketOf(conn)
+	if rc == nil {
+		return nil
+	}
+	r := &rawReader{parkState: parkState{conn: conn, rc: rc}, window: window}
+	r.fn = r.readable
+	return r
+}
+
+// socketOf returns the raw connection of a plain TCP or Unix socket, or
+// nil for anything else.
+func socketOf(c net.Conn) syscall.RawConn {
 	var sc syscall.Conn
-	switch c := conn.(type) {
+	switch x := c.(type) {
 	case *net.TCPConn:
-		sc = c
+		sc = x
 	case *net.UnixConn:
-		sc = c
+		sc = x
 	default:
 		return nil
 	}
@@ -42,9 +54,7 @@ func newRawReader(conn net.Conn, window func([]byte) []byte) *rawReader {
 	if err != nil {
 		return nil
 	}
-	r := &rawReader{parkState: parkState{conn: conn, rc: rc}, window: window}
-	r.fn = r.readable
-	return r
+	return rc
 }
 
 // readable is called by RawConn.Read at once, and again each time the
