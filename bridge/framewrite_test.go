@@ -51,8 +51,19 @@ func TestFrameWriterPings(t *testing.T) {
 		}
 		quick := 0 // pings tryPing took
 		rng := rand.New(rand.NewPCG(1, 2))
-		var want [][]byte // data payloads in order
 		asked := 0
+		maybePing := func() { // a third of the time, the pinger's way or ping's
+			if rng.IntN(3) != 0 {
+				return
+			}
+			if rng.IntN(2) == 0 && w.tryPing() {
+				quick++
+			} else {
+				w.ping()
+			}
+			asked++
+		}
+		var want [][]byte // data payloads in order
 		for i := range 300 {
 			size := []int{0, 5, 125, 126, 200, 300, 65535, 65536, 70000}[rng.IntN(9)]
 			payload := make([]byte, size)
@@ -64,14 +75,7 @@ func TestFrameWriterPings(t *testing.T) {
 				for rest := payload; len(rest) > 0; rest = rest[min(len(rest), msg):] {
 					want = append(want, rest[:min(len(rest), msg)])
 				}
-				if rng.IntN(3) == 0 {
-					if rng.IntN(2) == 0 && w.tryPing() {
-						quick++
-					} else {
-						w.ping()
-					}
-					asked++
-				}
+				maybePing()
 				if err := w.messages(0x2, payload, msg); err != nil {
 					t.Fatal(err)
 				}
@@ -81,14 +85,7 @@ func TestFrameWriterPings(t *testing.T) {
 			frame := appendHeader(nil, 0x2, size)
 			frame = append(frame, payload...)
 			for len(frame) > 0 {
-				if rng.IntN(3) == 0 {
-					if rng.IntN(2) == 0 && w.tryPing() {
-						quick++
-					} else {
-						w.ping()
-					}
-					asked++
-				}
+				maybePing()
 				k := min(len(frame), 1+rng.IntN(400))
 				if rng.IntN(4) == 0 {
 					k = len(frame)
