@@ -19,7 +19,10 @@ import (
 // bridge cost 64-68 thousand switches with syscall.Read and
 // net.Buffers.WriteTo, and 42 thousand with raw calls (the Go relay's
 // splices: 50 thousand), and the echo's p50 fell from 77-96 to 50-52 µs
-// (BENCHMARKS.md, 2026-11-22 (afternoon)).
+// (BENCHMARKS.md, 2026-11-22 (afternoon)). The price: a call keeps its P
+// while in the kernel, as running Go code does, which for the longest (a
+// bulk writev of 512 KiB, copied into the socket) is some hundreds of
+// microseconds; a stop of the world waits for it.
 
 // readFD reads from a socket's descriptor without waiting: the socket is
 // non-blocking. EINTR is retried.
