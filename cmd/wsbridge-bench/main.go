@@ -88,6 +88,7 @@ func cmdRelay(args []string, stderr io.Writer) error {
 // plan is what a run measures.
 type plan struct {
 	bytes    int64
+	warmup   int64 // moved each way, unmeasured, before the throughput runs
 	count    int
 	sessions int
 	hold     time.Duration
@@ -102,6 +103,16 @@ func (p *plan) flags(fs *flag.FlagSet) {
 	fs.Func("bytes", "bytes per throughput run, such as 1GB or 256MB (default 1GB)", func(s string) error {
 		n, err := parseBytes(s)
 		p.bytes = n
+		return err
+	})
+	p.warmup = 64 << 20
+	fs.Func("warmup-bytes", "bytes moved each way, checked but not measured, before the\nthroughput runs: a fresh process's first transfer also pays for its\nstart (buffers, heap, threads); 0 for none (default 64MiB)", func(s string) error {
+		if s == "0" {
+			p.warmup = 0
+			return nil
+		}
+		n, err := parseBytes(s)
+		p.warmup = n
 		return err
 	})
 	fs.IntVar(&p.count, "count", 20000, "round trips in the latency run")
@@ -175,6 +186,14 @@ func measure(ctx context.Context, e *loadtest.Endpoint, proc *loadtest.Process, 
 	}
 	if p.tests["t2c"] {
 		dirs = append(dirs, loadtest.TargetToClient)
+	}
+	if len(dirs) > 0 && p.warmup > 0 {
+		for _, dir := range []loadtest.Direction{loadtest.ClientToTarget, loadtest.TargetToClient} {
+			if _, err := loadtest.MeasureThroughput(ctx, e, dir, p.warmup, nil); err != nil {
+				return r, fmt.Errorf("%s %v warm-up: %w", e.Name, dir, err)
+			}
+		}
+		fmt.Fprintf(log, "%s: warmed up, %d bytes each way\n", e.Name, p.warmup)
 	}
 	if len(dirs) > 0 {
 		modes := []bool{false}

@@ -34,7 +34,7 @@ func TestCompare(t *testing.T) {
 	err := run(t.Context(), []string{"compare", "-wsbridge", bin, "-websockify", websockify,
 		"-bytes", "8MB", "-websockify-bytes", "4MB", "-count", "200", "-sessions", "40",
 		"-websockify-sessions", "5", "-hold", "200ms", "-setup-for", "300ms", "-clients", "4",
-		"-latency-sessions", "4", "-latency-settle", "100ms"}, &out, &log)
+		"-latency-sessions", "4", "-latency-settle", "100ms", "-warmup-bytes", "2MB"}, &out, &log)
 	if err != nil {
 		t.Fatalf("compare: %v\n%s", err, log.String())
 	}
@@ -78,6 +78,9 @@ func TestCompare(t *testing.T) {
 	want := 4 * len(placements())
 	if want > 4 {
 		want--
+	}
+	if n := strings.Count(log.String(), ": warmed up, 2000000 bytes each way"); n != 4 {
+		t.Errorf("%d endpoints warmed up, want 4:\n%s", n, log.String())
 	}
 	if n := strings.Count(log.String(), "(200 round trips in 4 sessions)"); n != want {
 		t.Errorf("%d latency samples of 200 round trips, want %d:\n%s", n, want, log.String())
