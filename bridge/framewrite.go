@@ -72,7 +72,7 @@ func putHeader(b []byte, op byte, n int) int {
 type frameWriter struct {
 	conn    net.Conn   // the hijacked connection
 	vec     net.Conn   // *net.TCPConn or *net.UnixConn under conn, or nil
-	raw     *rawWriter // vec's, where writes are raw (Linux), or nil
+	raw     *rawWriter // over rc, where writes are raw (Linux), or nil
 	timeout time.Duration
 
 	mu sync.Mutex
@@ -104,9 +104,9 @@ var pingFrame = []byte("\x89\x08" + pingPayload)
 // the socket under it (clientReads has it), for tryPing.
 func newFrameWriter(conn net.Conn, timeout time.Duration, rc syscall.RawConn) *frameWriter {
 	w := &frameWriter{conn: conn, vec: vectorConn(conn), timeout: timeout}
-	w.raw = newRawWriter(w.vec)
 	if w.vec != nil && rc != nil {
 		w.rc = rc
+		w.raw = newRawWriter(rc)
 		w.pingW = func(fd uintptr) bool {
 			w.pingN, w.pingErr = writeFD(fd, pingFrame)
 			return true // never wait

@@ -72,10 +72,8 @@ type rawWriter struct {
 	err error
 }
 
-// newRawWriter returns a rawWriter for c, or nil when c is not a plain TCP
-// or Unix socket.
-func newRawWriter(c net.Conn) *rawWriter {
-	rc := socketOf(c)
+// newRawWriter returns a rawWriter for the socket of rc, or nil when rc is.
+func newRawWriter(rc syscall.RawConn) *rawWriter {
 	if rc == nil {
 		return nil
 	}

@@ -48,7 +48,7 @@ func TestRawWriter(t *testing.T) {
 			}
 		}
 	}()
-	w := newRawWriter(c)
+	w := newRawWriter(rc)
 	c.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	n, err := w.writeBuffers(&v)
 	if err != nil || n != int64(len(want)) || len(v) != 0 {
@@ -67,7 +67,8 @@ func TestRawWriterDeadline(t *testing.T) {
 	c, peer := peerBuffer(t, 4096)
 	want := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
 	v := net.Buffers{want[:1<<20], want[1<<20:]}
-	w := newRawWriter(c)
+	rc, _ := c.SyscallConn()
+	w := newRawWriter(rc)
 	c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
 	n, err := w.writeBuffers(&v)
 	if !errors.Is(err, os.ErrDeadlineExceeded) || n <= 0 || n >= int64(len(want)) {

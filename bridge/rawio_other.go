@@ -5,6 +5,7 @@ package bridge
 import (
 	"errors"
 	"net"
+	"syscall"
 )
 
 // No descriptors are read or written directly here.
@@ -15,6 +16,6 @@ const rawIO = false
 
 type rawWriter struct{}
 
-func newRawWriter(net.Conn) *rawWriter { return nil }
+func newRawWriter(syscall.RawConn) *rawWriter { return nil }
 
 func (*rawWriter) writeBuffers(*net.Buffers) (int64, error) { return 0, errors.ErrUnsupported }

@@ -21,6 +21,6 @@ const rawIO = false
 
 type rawWriter struct{}
 
-func newRawWriter(net.Conn) *rawWriter { return nil }
+func newRawWriter(syscall.RawConn) *rawWriter { return nil }
 
 func (*rawWriter) writeBuffers(*net.Buffers) (int64, error) { return 0, errors.ErrUnsupported }

@@ -189,7 +189,9 @@ func (s *session) begin(tk *ticket) {
 	s.up = make(chan error, 1)
 	s.down = make(chan error, 1)
 	s.outp = s.newOutPump()
-	s.tw = newRawWriter(s.tc)
+	if r := s.outp.reads.raw; r != nil {
+		s.tw = newRawWriter(r.rc) // the target reader's socket
+	}
 	s.mu.Lock()
 	s.started = true
 	if s.end != nil { // stopped before it began

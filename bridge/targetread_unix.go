@@ -29,24 +29,12 @@ type rawReader struct {
 }
 
 func newRawReader(conn net.Conn, window func([]byte) []byte) *rawReader {
-	rc := socketOf(conn)
-	if rc == nil {
-		return nil
-	}
-	r := &rawReader{parkState: parkState{conn: conn, rc: rc}, window: window}
-	r.fn = r.readable
-	return r
-}
-
-// socketOf returns the raw connection of a plain TCP or Unix socket, or
-// nil for anything else.
-func socketOf(c net.Conn) syscall.RawConn {
 	var sc syscall.Conn
-	switch x := c.(type) {
+	switch c := conn.(type) {
 	case *net.TCPConn:
-		sc = x
+		sc = c
 	case *net.UnixConn:
-		sc = x
+		sc = c
 	default:
 		return nil
 	}
@@ -54,7 +42,9 @@ func socketOf(c net.Conn) syscall.RawConn {
 	if err != nil {
 		return nil
 	}
-	return rc
+	r := &rawReader{parkState: parkState{conn: conn, rc: rc}, window: window}
+	r.fn = r.readable
+	return r
 }
 
 // readable is called by RawConn.Read at once, and again each time the
