@@ -9,11 +9,26 @@ import (
 )
 
 // readFD reads from a socket's descriptor without waiting: the socket is
-// non-blocking. Here it is syscall.Read; Linux's is raw (rawio_linux.go).
-func readFD(fd uintptr, b []byte) (int, error) { return syscall.Read(int(fd), b) }
+// non-blocking. EINTR is retried. Here it is syscall.Read; Linux's is raw
+// (rawio_linux.go).
+func readFD(fd uintptr, b []byte) (int, error) {
+	for {
+		n, err := syscall.Read(int(fd), b)
+		if err != syscall.EINTR {
+			return n, err
+		}
+	}
+}
 
 // writeFD writes to a socket's descriptor without waiting, as readFD.
-func writeFD(fd uintptr, b []byte) (int, error) { return syscall.Write(int(fd), b) }
+func writeFD(fd uintptr, b []byte) (int, error) {
+	for {
+		n, err := syscall.Write(int(fd), b)
+		if err != syscall.EINTR {
+			return n, err
+		}
+	}
+}
 
 // rawIO says that the sockets' reads and writes go through the runtime's
 // system calls here, as Conn.Read and net.Buffers.WriteTo make them.

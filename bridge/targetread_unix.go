@@ -52,12 +52,7 @@ func newRawReader(conn net.Conn, window func([]byte) []byte) *rawReader {
 // is the pool's whenever it is not running.
 func (r *rawReader) readable(fd uintptr) bool {
 	r.bp = r.pool.Get().(*[]byte)
-	for {
-		r.n, r.rerr = readFD(fd, r.window(*r.bp))
-		if r.rerr != syscall.EINTR {
-			break
-		}
-	}
+	r.n, r.rerr = readFD(fd, r.window(*r.bp))
 	if r.rerr == syscall.EAGAIN {
 		r.pool.Put(r.bp)
 		r.bp = nil
