@@ -255,26 +255,17 @@ func (c *clientReads) read(b []byte) (int, error) {
 // unbuffered reports whether the layers of c above its socket hold none
 // of its bytes, so that reading the socket reads c.
 func unbuffered(c net.Conn) bool {
-	for {
-		switch x := c.(type) {
+	for c != nil {
+		switch c.(type) {
 		case *net.TCPConn, *net.UnixConn:
 			return true
-		case *clientConn:
-			c = x.Conn
-		case *peekedConn:
-			if x.has {
-				return false
-			}
-			c = x.Conn
-		case *proxyConn:
-			if !x.drained {
-				return false
-			}
-			c = x.Raw()
-		default:
+		}
+		var holds bool
+		if c, holds = under(c); holds {
 			return false
 		}
 	}
+	return false
 }
 
 // readHeld reads into the held buffer, after what it holds. An error with

@@ -321,20 +321,29 @@ func (w *frameWriter) messages(op byte, p []byte, msg int) error {
 // vectorConn returns the socket under c whose writes of net.Buffers are
 // one system call, or nil (TLS, or a connection type it does not know).
 func vectorConn(c net.Conn) net.Conn {
-	for {
-		switch x := c.(type) {
+	for c != nil {
+		switch c.(type) {
 		case *net.TCPConn, *net.UnixConn:
-			return x
-		case *clientConn:
-			c = x.Conn
-		case *clientReads:
-			c = x.Conn
-		case *peekedConn:
-			c = x.Conn
-		case *proxyConn:
-			c = x.Raw()
-		default:
-			return nil
+			return c
 		}
+		c, _ = under(c)
 	}
+	return nil
+}
+
+// under returns the connection c wraps, and whether c holds bytes read
+// from it that it has not returned yet; nil for a connection that wraps
+// none, or one unknown here (TLS).
+func under(c net.Conn) (inner net.Conn, holds bool) {
+	switch x := c.(type) {
+	case *clientConn:
+		return x.Conn, false
+	case *clientReads:
+		return x.Conn, true // its held buffer, at times
+	case *peekedConn:
+		return x.Conn, x.has
+	case *proxyConn:
+		return x.Raw(), !x.drained
+	}
+	return nil, false
 }
