@@ -118,13 +118,13 @@ func newClientReads(conn net.Conn, early []byte) *clientReads {
 	if sc, ok := vectorConn(conn).(syscall.Conn); ok {
 		c.rc, _ = sc.SyscallConn()
 	}
-	if c.rc != nil && rawIO {
-		c.readFn = func(fd uintptr) bool {
-			c.rn, c.rerr = readFD(fd, c.rb)
-			return c.rerr != syscall.EAGAIN
-		}
-	}
 	if c.rc != nil {
+		if rawIO {
+			c.readFn = func(fd uintptr) bool {
+				c.rn, c.rerr = readFD(fd, c.rb)
+				return c.rerr != syscall.EAGAIN
+			}
+		}
 		// Made now, so that the first pong allocates nothing either.
 		c.peekRead = func(fd uintptr) {
 			if n, err := readFD(fd, c.peek[:]); err == nil {
