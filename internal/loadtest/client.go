@@ -100,6 +100,8 @@ type wsConn struct {
 	dec    []byte       // its decoded bytes
 	plain  []byte       // the part of dec not yet returned
 	frame  []byte       // the frame Send writes
+	hdr    [14]byte     // the header sendMasked writes
+	vec    [2][]byte    // sendMasked's header and payload
 	key    uint64       // the state of Send's masking keys
 	broken atomic.Bool  // a Send or Recv failed: Close skips the handshake
 }
@@ -166,6 +168,18 @@ func (c *wsConn) Send(p []byte) error {
 	c.key = c.key*6364136223846793005 + 1442695040888963407
 	f := wsframe.AppendClient(c.frame[:0], true, op, msg, uint32(c.key>>32))
 	_, err := c.raw.Write(f)
+	if err != nil {
+		c.broken.Store(true)
+	}
+	return err
+}
+
+// sendMasked writes a binary message whose payload is masked with key
+// already, its header and payload in one writev.
+func (c *wsConn) sendMasked(masked []byte, key uint32) error {
+	c.vec = [2][]byte{wsframe.AppendClientHeader(c.hdr[:0], true, 0x2, len(masked), key), masked}
+	v := net.Buffers(c.vec[:])
+	_, err := v.WriteTo(c.raw)
 	if err != nil {
 		c.broken.Store(true)
 	}

@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/internal/testenv"
+	"github.com/wsbridge/wsbridge/internal/wsframe"
 	"github.com/wsbridge/wsbridge/targets"
 )
 
@@ -295,6 +297,23 @@ func TestSetupClient(t *testing.T) {
 		e := &Endpoint{URL: "ws" + strings.TrimPrefix(srv.URL, "http") + "/"}
 		if s, err := MeasureSetup(t.Context(), e, 1, 50*time.Millisecond); !errors.Is(err, errHandshake) {
 			t.Errorf("%s: %+v, %v; want a refused handshake", name, s, err)
+		}
+	}
+}
+
+// TestPatternMasked: every window of the masked pattern, unmasked with the
+// key given for it, is the pattern's window, at every key rotation and
+// across the end of the period.
+func TestPatternMasked(t *testing.T) {
+	p := patternFor(42)
+	for _, off := range []int64{0, 1, 2, 3, 65536, patternLen - 5, patternLen + 6, 3*patternLen + 2} {
+		for _, n := range []int{0, 1, 7, MessageSize} {
+			m, key := p.atMasked(off, n)
+			got := bytes.Clone(m)
+			wsframe.Mask(got, key)
+			if want := p.at(off, n); !bytes.Equal(got, want) {
+				t.Fatalf("offset %d, %d bytes: unmasked window differs from the pattern", off, n)
+			}
 		}
 	}
 }

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
+
+	"github.com/wsbridge/wsbridge/internal/wsframe"
 )
 
 // What a session asks of the target, in the first byte the client sends
@@ -44,7 +47,16 @@ const patternLen = 1<<20 + 7
 
 // pattern is a period of pseudo-random bytes for a seed, repeated twice so
 // that any window of up to patternLen bytes is one slice.
-type pattern struct{ b []byte }
+type pattern struct {
+	b []byte
+	// masked is b masked as a client masks a payload, with maskKey's byte
+	// i%4 on byte i, made on first use: a window of it is a window of b
+	// masked with that key turned, so a client sends the pattern without
+	// copying or masking it for every message.
+	masked  []byte
+	maskKey uint32
+	once    sync.Once
+}
 
 var (
 	patternMu    sync.Mutex
@@ -72,6 +84,18 @@ func patternFor(seed uint64) *pattern {
 func (p *pattern) at(off int64, n int) []byte {
 	i := int(off % patternLen)
 	return p.b[i : i+n]
+}
+
+// atMasked returns the bytes of at(off, n) masked, and the masking key
+// that unmasks them.
+func (p *pattern) atMasked(off int64, n int) ([]byte, uint32) {
+	p.once.Do(func() {
+		p.maskKey = rand.Uint32()
+		p.masked = bytes.Clone(p.b)
+		wsframe.Mask(p.masked, p.maskKey)
+	})
+	i := int(off % patternLen)
+	return p.masked[i : i+n], bits.RotateLeft32(p.maskKey, -8*(i%4))
 }
 
 // check compares got with the pattern at off and returns the offset of the

@@ -33,11 +33,21 @@ func Mask(b []byte, key uint32) uint32 {
 // AppendClient appends a frame of p as a client sends it, masked with key:
 // opcode op, final when fin.
 func AppendClient(f []byte, fin bool, op byte, p []byte, key uint32) []byte {
+	f = AppendClientHeader(f, fin, op, len(p), key)
+	start := len(f)
+	f = append(f, p...)
+	Mask(f[start:], key)
+	return f
+}
+
+// AppendClientHeader appends the header of a client's frame of n bytes
+// masked with key, for a payload masked already.
+func AppendClientHeader(f []byte, fin bool, op byte, n int, key uint32) []byte {
 	if fin {
 		op |= 0x80
 	}
 	f = append(f, op)
-	switch n := len(p); {
+	switch {
 	case n < 126:
 		f = append(f, 0x80|byte(n))
 	case n <= 0xffff:
@@ -47,9 +57,5 @@ func AppendClient(f []byte, fin bool, op byte, p []byte, key uint32) []byte {
 		f = append(f, 0x80|127)
 		f = binary.BigEndian.AppendUint64(f, uint64(n))
 	}
-	f = binary.LittleEndian.AppendUint32(f, key)
-	start := len(f)
-	f = append(f, p...)
-	Mask(f[start:], key)
-	return f
+	return binary.LittleEndian.AppendUint32(f, key)
 }
