@@ -3,6 +3,7 @@ package loadtest
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strconv"
 	"syscall"
@@ -35,7 +36,8 @@ func setAffinity(tid int, s *cpuSet) error {
 // Pin moves every thread of the processes pids onto the one CPU cpu
 // (threads they start meanwhile inherit it; so do processes they fork).
 // restore gives every thread the processes then have the CPUs its process
-// had before. wsbridge-bench compare pins its latency runs to take the
+// had before. A process that has ended (since a caller listed it) is
+// skipped. wsbridge-bench compare pins its latency runs to take the
 // kernel's choice of CPUs out of the comparison.
 func Pin(cpu int, pids ...int) (restore func() error, err error) {
 	if cpu < 0 || cpu >= 64*len(cpuSet{}) {
@@ -55,7 +57,9 @@ func Pin(cpu int, pids ...int) (restore func() error, err error) {
 	one.set(cpu)
 	for _, pid := range pids {
 		var set cpuSet
-		if err := getAffinity(pid, &set); err != nil {
+		if err := getAffinity(pid, &set); errors.Is(err, syscall.ESRCH) {
+			continue // ended since it was listed, as websockify's children do
+		} else if err != nil {
 			restore()
 			return nil, fmt.Errorf("CPUs of process %d: %w", pid, err)
 		}
@@ -75,6 +79,9 @@ func setAll(pid int, set *cpuSet) error {
 	done := map[int]bool{}
 	for pass := 0; pass < 10; pass++ {
 		entries, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // the process has ended
+		}
 		if err != nil {
 			return fmt.Errorf("threads of process %d: %w", pid, err)
 		}
