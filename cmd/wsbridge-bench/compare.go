@@ -25,9 +25,16 @@ Starts this tool's TCP target, a plain Go TCP relay (a copy of this
 tool's binary, so that the relay does not share the load generator's
 code pages; io.Copy both ways), Debian's websockify and wsbridge
 (default settings except the per-address limits, which would refuse one
-client's thousands of sessions), measures them and direct TCP one after
-the other, and prints one Markdown table with the ratios and the targets
-of issue 9.
+client's thousands of sessions), measures them and direct TCP, and
+prints one Markdown table with the ratios and the targets of issue 9.
+
+Each endpoint first moves -warmup-bytes each way. Then the endpoints take
+turns, in an order rotated each round, at -rounds rounds of throughput
+runs; then each has its memory run; then -rounds rounds of setup-rate
+runs, in turns again. The table has each measure's median over the
+rounds (the log has every run): this machine's slow and fast phases last
+a minute or more, and an endpoint measured in one phase only would give
+ratios that say more about the machine than about the endpoints.
 
 Latency comes last, and three ways on Linux with two CPUs or more:
 where the scheduler puts the processes, everything pinned to one CPU,
@@ -62,11 +69,13 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	rounds := fs.Int("latency-sessions", 40, "sessions per endpoint and placement in the latency runs: each endpoint's -count round trips are spread over them")
 	settleTime := fs.Duration("latency-settle", settleFor, "how long each endpoint echoes, unmeasured, once the processes are on a placement's CPUs")
 	var p plan
-	p.flags(fs)
+	p.flags(fs, 3)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	p.defaults()
+	if err := p.defaults(); err != nil {
+		return err
+	}
 	if *rounds < 1 {
 		return errors.New("-latency-sessions must be at least 1")
 	}
@@ -147,19 +156,13 @@ target "bench" {
 	wp.base64 = true
 	entries = append(entries, entry{e: &loadtest.Endpoint{Name: "wsbridge", URL: "ws://" + bridgeAddr + "/"}, proc: &loadtest.Process{PID: bridge.Process.Pid}, p: wp, log: filepath.Join(dir, "wsbridge.log")})
 
-	results := map[string]*result{}
-	for _, en := range entries {
-		fmt.Fprintf(log, "== %s\n", en.e.Name)
-		en.p.tests = maps.Clone(en.p.tests)
-		delete(en.p.tests, "latency")
-		r, err := measure(ctx, en.e, en.proc, &en.p, log)
-		if err != nil {
-			if en.log != "" {
-				fmt.Fprintf(log, "%s's log, sessions that did not end with 1000:\n%s", en.e.Name, unusual(en.log))
-			}
-			return err
-		}
-		results[en.e.Name] = r
+	for i := range entries {
+		entries[i].p.tests = maps.Clone(entries[i].p.tests)
+		delete(entries[i].p.tests, "latency")
+	}
+	results, err := measureAll(ctx, entries, log)
+	if err != nil {
+		return err
 	}
 	// Latency last: pinning a process leaves it on one CPU for a second
 	// or so after it is put back (see settleFor).

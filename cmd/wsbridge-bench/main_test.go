@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wsbridge/wsbridge/internal/loadtest"
 	"github.com/wsbridge/wsbridge/internal/testenv"
@@ -34,7 +35,7 @@ func TestCompare(t *testing.T) {
 	err := run(t.Context(), []string{"compare", "-wsbridge", bin, "-websockify", websockify,
 		"-bytes", "8MB", "-websockify-bytes", "4MB", "-count", "200", "-sessions", "40",
 		"-websockify-sessions", "5", "-hold", "200ms", "-setup-for", "300ms", "-clients", "4",
-		"-latency-sessions", "4", "-latency-settle", "100ms", "-warmup-bytes", "2MB"}, &out, &log)
+		"-latency-sessions", "4", "-latency-settle", "100ms", "-warmup-bytes", "2MB", "-rounds", "2"}, &out, &log)
 	if err != nil {
 		t.Fatalf("compare: %v\n%s", err, log.String())
 	}
@@ -82,8 +83,41 @@ func TestCompare(t *testing.T) {
 	if n := strings.Count(log.String(), ": warmed up, 2000000 bytes each way"); n != 4 {
 		t.Errorf("%d endpoints warmed up, want 4:\n%s", n, log.String())
 	}
+	// Two rounds: two of each throughput and setup run, their medians.
+	for _, line := range []string{"wsbridge: client-to-target binary:", "wsbridge: target-to-client base64:", "websockify: client-to-target binary:", "direct TCP: target-to-client binary:"} {
+		if n := strings.Count(log.String(), line); n != 2 {
+			t.Errorf("%d lines %q, want 2:\n%s", n, line, log.String())
+		}
+	}
+	if n := strings.Count(log.String(), ": median of 2 setup runs:"); n != 4 {
+		t.Errorf("%d setup medians, want 4:\n%s", n, log.String())
+	}
 	if n := strings.Count(log.String(), "(200 round trips in 4 sessions)"); n != want {
 		t.Errorf("%d latency samples of 200 round trips, want %d:\n%s", n, want, log.String())
+	}
+}
+
+// TestMedians: the middle run, or for an even count the two middle ones
+// averaged (throughput) or pooled (setup), whatever the runs' order.
+func TestMedians(t *testing.T) {
+	ms := time.Millisecond
+	tp := func(el, cpu time.Duration) loadtest.Throughput {
+		return loadtest.Throughput{Bytes: 1e9, Elapsed: el, CPU: cpu}
+	}
+	got := medianThroughput([]loadtest.Throughput{tp(900*ms, 300*ms), tp(500*ms, 500*ms), tp(700*ms, 400*ms)})
+	if want := tp(700*ms, 400*ms); got != want {
+		t.Errorf("three runs: %+v, want %+v", got, want)
+	}
+	got = medianThroughput([]loadtest.Throughput{tp(900*ms, 300*ms), tp(500*ms, 500*ms), tp(700*ms, 200*ms), tp(600*ms, 400*ms)})
+	if want := tp(650*ms, 350*ms); got != want {
+		t.Errorf("four runs: %+v, want %+v", got, want)
+	}
+	su := func(n int) loadtest.Setup { return loadtest.Setup{Sessions: n, Elapsed: time.Second} }
+	if got := medianSetup([]loadtest.Setup{su(300), su(100), su(200)}); got != su(200) {
+		t.Errorf("three setup runs: %+v", got)
+	}
+	if got := medianSetup([]loadtest.Setup{su(400), su(100), su(300), su(200)}); got.PerSecond() != 250 {
+		t.Errorf("four setup runs: %+v, %.0f a second, want 250", got, got.PerSecond())
 	}
 }
 
