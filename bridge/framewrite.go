@@ -304,13 +304,7 @@ func (w *frameWriter) messages(op byte, p []byte, msg int) error {
 		}
 		w.deadline()
 		b.bufs = b.iov[:n]
-		var err error
-		if w.raw != nil {
-			_, err = w.raw.writeBuffers(&b.bufs)
-		} else {
-			_, err = b.bufs.WriteTo(w.vec)
-		}
-		if err != nil {
+		if _, err := w.raw.writeTo(w.vec, &b.bufs); err != nil {
 			return err
 		}
 	}
@@ -329,6 +323,16 @@ func vectorConn(c net.Conn) net.Conn {
 		c, _ = under(c)
 	}
 	return nil
+}
+
+// writeTo writes v, which it consumes, to c, the socket under w: raw
+// where w is not nil, and through net.Buffers.WriteTo (one writev where c
+// allows) where it is.
+func (w *rawWriter) writeTo(c net.Conn, v *net.Buffers) (int64, error) {
+	if w == nil {
+		return v.WriteTo(c)
+	}
+	return w.writeBuffers(v)
 }
 
 // under returns the connection c wraps, and whether c holds bytes read

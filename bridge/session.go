@@ -600,12 +600,9 @@ func (s *session) toTarget(p []byte, v *net.Buffers) error {
 		}
 	}
 	var n int64
-	switch {
-	case v != nil && s.tw != nil:
-		n, err = s.tw.writeBuffers(v)
-	case v != nil:
-		n, err = v.WriteTo(s.tc)
-	default:
+	if v != nil {
+		n, err = s.tw.writeTo(s.tc, v)
+	} else {
 		var k int
 		k, err = s.tc.Write(p)
 		n = int64(k)
