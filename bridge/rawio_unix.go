@@ -2,11 +2,7 @@
 
 package bridge
 
-import (
-	"errors"
-	"net"
-	"syscall"
-)
+import "syscall"
 
 // readFD reads from a socket's descriptor without waiting: the socket is
 // non-blocking. EINTR is retried. Here it is syscall.Read; Linux's is raw
@@ -29,13 +25,3 @@ func writeFD(fd uintptr, b []byte) (int, error) {
 		}
 	}
 }
-
-// rawIO says that the sockets' reads and writes go through the runtime's
-// system calls here, as Conn.Read and net.Buffers.WriteTo make them.
-const rawIO = false
-
-type rawWriter struct{}
-
-func newRawWriter(syscall.RawConn) *rawWriter { return nil }
-
-func (*rawWriter) writeBuffers(*net.Buffers) (int64, error) { return 0, errors.ErrUnsupported }
