@@ -66,7 +66,7 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		wsfyBytes = n
 		return err
 	})
-	rounds := fs.Int("latency-sessions", 40, "sessions per endpoint and placement in the latency runs: each endpoint's -count round trips are spread over them")
+	latSessions := fs.Int("latency-sessions", 40, "sessions per endpoint and placement in the latency runs: each endpoint's -count round trips are spread over them")
 	settleTime := fs.Duration("latency-settle", settleFor, "how long each endpoint echoes, unmeasured, once the processes are on a placement's CPUs")
 	var p plan
 	p.flags(fs, 3)
@@ -76,7 +76,7 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := p.defaults(); err != nil {
 		return err
 	}
-	if *rounds < 1 {
+	if *latSessions < 1 {
 		return errors.New("-latency-sessions must be at least 1")
 	}
 	log := stderr
@@ -169,9 +169,9 @@ target "bench" {
 	var places []placement
 	var latencies map[string]map[string]loadtest.Latency
 	if p.tests["latency"] {
-		fmt.Fprintf(log, "== latency, %d sessions an endpoint and placement\n", *rounds)
+		fmt.Fprintf(log, "== latency, %d sessions an endpoint and placement\n", *latSessions)
 		places = placements()
-		latencies, err = latencyRounds(ctx, entries, places, p.count, *rounds, *settleTime, log)
+		latencies, err = latencyRounds(ctx, entries, places, p.count, *latSessions, *settleTime, log)
 		if err != nil {
 			return err
 		}
@@ -248,17 +248,15 @@ func latencyRounds(ctx context.Context, entries []entry, places []placement, cou
 				return nil, err
 			}
 			times := map[string][]time.Duration{}
-			for round := range rounds {
-				for i := range in {
-					en := in[(i+round)%len(in)]
-					t, err := loadtest.EchoTimes(ctx, en.e, per, 64)
-					if err != nil {
-						return nil, fmt.Errorf("%s latency (%s): %w", en.e.Name, placeName(pl), err)
-					}
-					times[en.e.Name] = append(times[en.e.Name], t...)
+			err := inTurns(in, rounds, func(en entry) error {
+				t, err := loadtest.EchoTimes(ctx, en.e, per, 64)
+				if err != nil {
+					return fmt.Errorf("%s latency (%s): %w", en.e.Name, placeName(pl), err)
 				}
-			}
-			return times, nil
+				times[en.e.Name] = append(times[en.e.Name], t...)
+				return nil
+			})
+			return times, err
 		}()
 		if err != nil {
 			return nil, err
