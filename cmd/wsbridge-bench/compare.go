@@ -299,7 +299,7 @@ func pinAll(entries []entry, pl placement) (restore func(), err error) {
 		if pl.bridge < 0 || en.proc == nil {
 			continue
 		}
-		u, err := loadtest.Pin(pl.bridge, en.proc.PIDs()...)
+		u, err := en.proc.Pin(pl.bridge)
 		if err != nil {
 			restore()
 			return nil, err

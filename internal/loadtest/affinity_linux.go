@@ -36,10 +36,21 @@ func setAffinity(tid int, s *cpuSet) error {
 // Pin moves every thread of the processes pids onto the one CPU cpu
 // (threads they start meanwhile inherit it; so do processes they fork).
 // restore gives every thread the processes then have the CPUs its process
-// had before. A process that has ended (since a caller listed it) is
-// skipped. wsbridge-bench compare pins its latency runs to take the
+// had before. wsbridge-bench compare pins its latency runs to take the
 // kernel's choice of CPUs out of the comparison.
 func Pin(cpu int, pids ...int) (restore func() error, err error) {
+	return pin(cpu, pids, func(int) bool { return false })
+}
+
+// Pin pins p and its live descendants (PIDs) as Pin does. p must exist; a
+// descendant that has ended since it was listed is skipped, as CPU and PSS
+// skip it (websockify's children come and go).
+func (p Process) Pin(cpu int) (restore func() error, err error) {
+	return pin(cpu, p.PIDs(), func(pid int) bool { return pid != p.PID })
+}
+
+// pin is Pin, where a process for which mayEnd is true may have ended.
+func pin(cpu int, pids []int, mayEnd func(pid int) bool) (restore func() error, err error) {
 	if cpu < 0 || cpu >= 64*len(cpuSet{}) {
 		return nil, fmt.Errorf("no CPU %d", cpu)
 	}
@@ -57,8 +68,8 @@ func Pin(cpu int, pids ...int) (restore func() error, err error) {
 	one.set(cpu)
 	for _, pid := range pids {
 		var set cpuSet
-		if err := getAffinity(pid, &set); errors.Is(err, syscall.ESRCH) {
-			continue // ended since it was listed, as websockify's children do
+		if err := getAffinity(pid, &set); errors.Is(err, syscall.ESRCH) && mayEnd(pid) {
+			continue
 		} else if err != nil {
 			restore()
 			return nil, fmt.Errorf("CPUs of process %d: %w", pid, err)

@@ -61,12 +61,32 @@ func TestPin(t *testing.T) {
 			t.Errorf("thread %d: CPUs %v after restore, want %v", tid, set, want)
 		}
 	}
-	// A process that has ended since it was listed (websockify's children
-	// come and go) has nothing to pin.
-	if restore, err := Pin(cpu, 1<<30); err != nil {
-		t.Errorf("Pin of a process that has ended: %v", err)
-	} else if err := restore(); err != nil {
-		t.Errorf("restore after a process that has ended: %v", err)
+	if _, err := Pin(cpu, 1<<30); err == nil {
+		t.Error("Pin of a process that does not exist succeeded")
+	}
+	if _, err := (Process{PID: 1 << 30}).Pin(cpu); err == nil {
+		t.Error("Process.Pin of a process that does not exist succeeded")
+	}
+	// A descendant that has ended since it was listed (websockify's
+	// children come and go) has nothing to pin; the process is pinned.
+	restore, err = pin(cpu, []int{pid, 1 << 30}, func(q int) bool { return q != pid })
+	if err != nil {
+		t.Fatalf("pin with a descendant that has ended: %v", err)
+	}
+	for tid, set := range cpuSets(t, pid) {
+		if set.count() != 1 || !set.isSet(cpu) {
+			t.Errorf("thread %d: %d CPUs after pin, want only %d", tid, set.count(), cpu)
+		}
+	}
+	if err := restore(); err != nil {
+		t.Errorf("restore after a descendant that has ended: %v", err)
+	}
+	restore, err = (Process{PID: pid}).Pin(cpu)
+	if err != nil {
+		t.Fatalf("Process.Pin: %v", err)
+	}
+	if err := restore(); err != nil {
+		t.Error(err)
 	}
 	if _, err := Pin(-1, pid); err == nil {
 		t.Error("Pin to CPU -1 succeeded")
